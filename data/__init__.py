@@ -1,0 +1,1 @@
+"""Market data: real-file loaders, the dataset catalogue and the embedded synthetic market."""

@@ -1,0 +1,1 @@
+"""Event-driven backtesting engine for volatility strategies, built on backtrader."""

@@ -1,0 +1,1 @@
+"""Pure numerical kernels (numpy/scipy/pandas only; never import backtrader here)."""
