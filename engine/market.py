@@ -1,0 +1,153 @@
+"""Assemble the market a backtest sees: tradable instruments and signal series on one calendar.
+
+* The calendar is the set of dates on which every tradable instrument has a price, clipped to
+  ``data.start``/``data.end``.
+* Tradables are taken as they are on that calendar (no filling: a missing price is an error).
+* Signal series are carried forward onto the calendar point-in-time (only earlier values are
+  used) for at most ``data.ffill_limit`` bars; anything older stays NaN, which the strategies
+  treat as "no new information". Dates a signal has but the calendar lacks (e.g. VIX prints on
+  US holidays) are dropped. Counts of both are reported in ``Market.notes``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from engine.config import DataConfig
+from engine.errors import ConfigError, DataError, DataQualityWarning
+
+log = logging.getLogger(__name__)
+
+PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class Market:
+    calendar: pd.DatetimeIndex
+    frames: dict[str, pd.DataFrame]
+    tradable: tuple[str, ...]
+    source: str
+    notes: tuple[str, ...] = ()
+
+    def closes(self, names) -> dict[str, np.ndarray]:
+        return {n: self.frames[n]["close"].to_numpy(dtype=np.float64) for n in names}
+
+
+@functools.lru_cache(maxsize=8)
+def _synthetic_frames(seed: int, start, end) -> dict[str, pd.DataFrame]:
+    from data.synthetic import market_frames
+
+    return market_frames(seed=seed, start=str(start), end=str(end))
+
+
+def load_raw(name: str, data_cfg: DataConfig) -> pd.DataFrame:
+    """One dataset as loaded (before alignment), from the configured source."""
+    if data_cfg.source == "synthetic":
+        syn = data_cfg.synthetic
+        frames = _synthetic_frames(syn.seed, syn.start, syn.end)
+        if name not in frames:
+            raise ConfigError(
+                f"dataset {name!r} is not in the synthetic market; it provides: "
+                f"{', '.join(sorted(frames))} (or set data.source: shared)"
+            )
+        return frames[name]
+    from data.catalogue import load_dataset, search_roots
+
+    roots = search_roots(data_cfg.root)
+    return load_dataset(name, roots=roots)
+
+
+def _calendar(data_cfg: DataConfig, raw: dict, tradable: tuple[str, ...]) -> pd.DatetimeIndex:
+    calendar = None
+    for n in tradable:
+        idx = raw[n].index[raw[n]["close"].notna().to_numpy()]
+        calendar = idx if calendar is None else calendar.intersection(idx)
+    calendar = pd.DatetimeIndex(calendar).sort_values()
+    first = max(raw[n].index.min() for n in tradable)
+    last = min(raw[n].index.max() for n in tradable)
+    span = ", ".join(
+        f"{n} {raw[n].index.min():%Y-%m-%d}..{raw[n].index.max():%Y-%m-%d}" for n in tradable
+    )
+    if data_cfg.start and pd.Timestamp(data_cfg.start) < first:
+        raise DataError(
+            f"data.start {data_cfg.start} is before the tradable data begins ({span}); "
+            f"set data.start on or after {first:%Y-%m-%d}"
+        )
+    if data_cfg.end and pd.Timestamp(data_cfg.end) > last:
+        raise DataError(
+            f"data.end {data_cfg.end} is after the tradable data ends ({span}); "
+            f"set data.end on or before {last:%Y-%m-%d}"
+        )
+    if data_cfg.start:
+        calendar = calendar[calendar >= pd.Timestamp(data_cfg.start)]
+    if data_cfg.end:
+        calendar = calendar[calendar <= pd.Timestamp(data_cfg.end)]
+    if len(calendar) < 2:
+        raise DataError(f"fewer than 2 common trading dates for {', '.join(tradable)} ({span})")
+    return calendar
+
+
+def _tradable_frame(name: str, src: pd.DataFrame, calendar, need_open: bool) -> pd.DataFrame:
+    f = src.reindex(calendar).reindex(columns=list(PRICE_COLUMNS))
+    opens = f["open"].to_numpy()
+    if need_open and not np.isfinite(opens).all():
+        bad = f.index[~np.isfinite(opens)]
+        raise DataError(
+            f"dataset {name!r} has no open price on {len(bad)} of {len(f)} dates (first "
+            f"{bad[0]:%Y-%m-%d}); execution.fill: next_open needs opens — use next_close"
+        )
+    return f
+
+
+def _signal_frame(name: str, src: pd.DataFrame, calendar, limit: int, notes: list) -> pd.DataFrame:
+    """Carry a signal forward onto the calendar (point-in-time, at most ``limit`` bars)."""
+    extra = src.index.difference(calendar)
+    extra = extra[(extra >= calendar[0]) & (extra <= calendar[-1])]
+    union = src.index.union(calendar)
+    filled = src.reindex(union).ffill(limit=limit).reindex(calendar)
+    filled = filled.reindex(columns=list(PRICE_COLUMNS))
+    close = filled["close"]
+    first_valid = close.first_valid_index()
+    if first_valid is None:
+        raise DataError(
+            f"signal {name!r} has no value in {calendar[0]:%Y-%m-%d}..{calendar[-1]:%Y-%m-%d}"
+        )
+    carried = int(close.reindex(calendar.difference(src.index)).notna().sum())
+    gaps = int(close.loc[first_valid:].isna().sum())
+    if carried:
+        notes.append(f"{name}: {carried} values carried forward onto the trading calendar")
+    if len(extra):
+        notes.append(f"{name}: {len(extra)} dates outside the trading calendar dropped")
+    if first_valid > calendar[0]:
+        notes.append(f"{name}: starts {first_valid:%Y-%m-%d}, after the calendar start")
+    if gaps:
+        msg = (
+            f"{name}: {gaps} dates still have no value after carrying forward at most {limit} "
+            "bars; strategies see NaN there (raise data.ffill_limit or check the file)"
+        )
+        notes.append(msg)
+        warnings.warn(DataQualityWarning(msg), stacklevel=3)
+    return filled
+
+
+def build_market(
+    data_cfg: DataConfig, tradable: tuple[str, ...], signals: tuple[str, ...], *, need_open: bool
+) -> Market:
+    """Load every dataset named and align it on the tradables' common calendar."""
+    names = tuple(dict.fromkeys(tuple(tradable) + tuple(signals)))
+    raw = {n: load_raw(n, data_cfg) for n in names}
+    calendar = _calendar(data_cfg, raw, tuple(tradable))
+    notes: list[str] = []
+    frames = {n: _tradable_frame(n, raw[n], calendar, need_open) for n in tradable}
+    for n in signals:
+        if n not in frames:
+            frames[n] = _signal_frame(n, raw[n], calendar, data_cfg.ffill_limit, notes)
+    for note in notes:
+        log.info(note)
+    return Market(calendar, frames, tuple(tradable), data_cfg.source, tuple(notes))

@@ -1,0 +1,63 @@
+"""Performance metrics of a daily return series (empyrical-reloaded) plus trading statistics."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+TRADING_DAYS_PER_YEAR = 252
+
+
+def _finite(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def performance_metrics(
+    returns: pd.Series,
+    positions: pd.DataFrame,
+    transactions: pd.DataFrame,
+    equity: pd.Series,
+) -> dict:
+    """CAGR, annual volatility, Sharpe, Sortino, max drawdown, Calmar (empyrical, daily, rf = 0),
+    and turnover (annualised traded value / mean equity), trades, exposure."""
+    import empyrical as ep
+
+    r = returns.astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # empyrical divides by a zero vol
+        out = {
+            "cagr": _finite(ep.annual_return(r, period="daily")),
+            "annual_volatility": _finite(ep.annual_volatility(r, period="daily")),
+            "sharpe": _finite(ep.sharpe_ratio(r, period="daily")),
+            "sortino": _finite(ep.sortino_ratio(r, period="daily")),
+            "max_drawdown": _finite(ep.max_drawdown(r)),
+            "calmar": _finite(ep.calmar_ratio(r, period="daily")),
+        }
+    years = len(r) / TRADING_DAYS_PER_YEAR
+    traded = (
+        float((transactions["size"].abs() * transactions["price"]).sum())
+        if len(transactions)
+        else 0.0
+    )
+    gross = positions.drop(columns="cash").abs().sum(axis=1)
+    exposure = (gross / equity).replace([np.inf, -np.inf], np.nan)
+    out.update(
+        {
+            "total_return": _finite(equity.iloc[-1] / equity.iloc[0] * (1 + r.iloc[0]) - 1)
+            if len(equity)
+            else None,
+            "final_equity": _finite(equity.iloc[-1]),
+            "turnover": _finite(traded / float(equity.mean()) / years) if years > 0 else None,
+            "trades": len(transactions),
+            "exposure": _finite(exposure.mean()),
+            "time_in_market": _finite((gross > 0).mean()),
+            "start": f"{r.index[0]:%Y-%m-%d}",
+            "end": f"{r.index[-1]:%Y-%m-%d}",
+            "bars": len(r),
+        }
+    )
+    return out

@@ -1,0 +1,180 @@
+"""Run one backtest: config → market → backtrader → ledger → result.
+
+The equity, positions and returns reported are rebuilt from the fills (initial cash, every
+transaction with its commission, and closing prices), so a fill at a bar's close is booked on
+that bar; the broker's own bar-by-bar value is kept as a cross-check and must agree on every bar
+that has no same-bar fill pending (a mismatch is an engine bug and raises).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from engine.bt import ArrayFeed, PercentPerShareCommission, TargetWeightStrategy
+from engine.config import BacktestConfig
+from engine.errors import EngineError, LookAheadWarning
+from engine.market import Market, build_market
+from engine.metrics import performance_metrics
+
+log = logging.getLogger(__name__)
+
+LEDGER_RTOL = 1e-9
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    config: BacktestConfig
+    equity: pd.Series
+    returns: pd.Series
+    positions: pd.DataFrame  # value per asset + cash (pyfolio layout)
+    holdings: pd.DataFrame  # shares per asset
+    transactions: pd.DataFrame  # date, symbol, size, price, commission, value
+    weights: pd.DataFrame  # target weights decided on each bar
+    metrics: dict
+    market_notes: tuple[str, ...] = ()
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def label(self) -> str:
+        return self.config.name
+
+
+def prepare_market(cfg: BacktestConfig) -> Market:
+    params = cfg.params
+    return build_market(
+        cfg.data,
+        tuple(params.assets()),
+        tuple(params.inputs()),
+        need_open=cfg.execution.fill == "next_open",
+    )
+
+
+def run_backtest(
+    cfg: BacktestConfig,
+    *,
+    market: Market | None = None,
+    runonce: bool = True,
+    preload: bool = True,
+) -> BacktestResult:
+    """Run ``cfg`` on backtrader and return the ledger-based result."""
+    spec = cfg.spec
+    params = cfg.params
+    ex = cfg.execution
+    if ex.look_ahead:
+        warnings.warn(
+            LookAheadWarning(
+                f"{cfg.name}: execution.fill same_close trades on the close the signal observed "
+                "(look-ahead on daily data); results are labelled"
+            ),
+            stacklevel=2,
+        )
+    market = market or prepare_market(cfg)
+
+    cerebro = bt.Cerebro(
+        stdstats=False,
+        runonce=runonce,
+        preload=preload,
+        cheat_on_open=ex.fill == "next_open",
+        quicknotify=True,
+    )
+    broker = cerebro.broker
+    broker.setcash(ex.initial_cash)
+    broker.set_checksubmit(False)  # sizing already keeps cash >= 0 after costs
+    broker.set_coc(ex.fill in ("next_close", "same_close"))
+    broker.set_coo(ex.fill == "next_open")
+    if ex.slippage.percent:
+        broker.set_slippage_perc(
+            ex.slippage.percent, slip_open=True, slip_limit=True, slip_match=True, slip_out=True
+        )
+    broker.addcommissioninfo(
+        PercentPerShareCommission(
+            commission=ex.commission.percent, per_share=ex.commission.per_share
+        )
+    )
+    names = list(dict.fromkeys(list(params.assets()) + list(params.inputs())))
+    for n in names:
+        cerebro.adddata(ArrayFeed(frame=market.frames[n]), name=n)
+    cerebro.addstrategy(TargetWeightStrategy, spec=spec, sparams=params, execution=ex)
+    strat = cerebro.run()[0]
+
+    return _collect(cfg, market, strat)
+
+
+def _collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
+    params = cfg.params
+    assets = list(params.assets())
+    cal = market.calendar
+    closes = pd.DataFrame({a: market.frames[a]["close"] for a in assets}, index=cal)
+
+    tx = pd.DataFrame(strat.fills, columns=["date", "symbol", "size", "price", "commission"])
+    tx["date"] = pd.to_datetime(tx["date"]).dt.normalize()
+    tx["value"] = -tx["size"] * tx["price"]  # cash flow before commission
+    tx = tx.sort_values(["date", "symbol"], kind="stable").reset_index(drop=True)
+
+    if len(tx):
+        flow = tx.groupby("date")[["value", "commission"]].sum()
+        cash_flow = (flow["value"] - flow["commission"]).reindex(cal, fill_value=0.0)
+        shares = tx.pivot_table(index="date", columns="symbol", values="size", aggfunc="sum")
+        shares = shares.reindex(index=cal, columns=assets).fillna(0.0).cumsum()
+    else:
+        cash_flow = pd.Series(0.0, index=cal)
+        shares = pd.DataFrame(0.0, index=cal, columns=assets)
+    cash = cfg.execution.initial_cash + cash_flow.cumsum()
+    values = shares * closes
+    equity = values.sum(axis=1) + cash
+    equity.name = "equity"
+
+    # cross-check against the broker's own marks (see module docstring)
+    broker = pd.Series(strat.broker_values, index=cal[-len(strat.broker_values) :])
+    same_bar = cfg.execution.fill != "next_open"
+    fill_days = pd.DatetimeIndex(tx["date"].unique()) if same_bar else pd.DatetimeIndex([])
+    check = broker.index.difference(fill_days)
+    diff = (equity.reindex(check) - broker.reindex(check)).abs() / broker.reindex(check).abs()
+    if len(diff) and float(diff.max()) > LEDGER_RTOL:
+        worst = diff.idxmax()
+        raise EngineError(
+            f"internal ledger mismatch on {worst:%Y-%m-%d}: fills give {equity[worst]:.6f}, "
+            f"broker {broker[worst]:.6f}; please report this with the config"
+        )
+
+    returns = equity.pct_change()
+    returns.iloc[0] = equity.iloc[0] / cfg.execution.initial_cash - 1.0
+    returns.name = "returns"
+    positions = values.copy()
+    positions["cash"] = cash
+    w_lines = strat.target.lines
+    k = len(assets)
+    weights = pd.DataFrame(
+        {a: np.asarray(w_lines[j].array[: len(cal)], dtype=float) for j, a in enumerate(assets)},
+        index=cal,
+    )
+    del k
+    metrics = performance_metrics(returns, positions, tx, equity)
+    metrics.update(
+        {
+            "strategy": cfg.strategy.name,
+            "rule": params.describe(),
+            "fill": cfg.execution.fill_label(),
+            "look_ahead": cfg.execution.look_ahead,
+            "data_source": market.source,
+            "rebalances": strat.decisions,
+        }
+    )
+    return BacktestResult(
+        config=cfg,
+        equity=equity,
+        returns=returns,
+        positions=positions,
+        holdings=shares,
+        transactions=tx,
+        weights=weights,
+        metrics=metrics,
+        market_notes=market.notes,
+        problems=tuple(strat.problems),
+    )
