@@ -1,0 +1,1009 @@
+"""Option-chain loaders, validation and storage in the long chain schema.
+
+Every loader returns one row per contract per trade date with the columns of the common chain
+schema (``CHAIN_COLUMNS``): ``trade_date`` and ``expiry`` (``datetime64[ns]``, tz-naive,
+normalised), ``cp`` ('C'/'P'), ``strike``, ``underlying`` and whichever price/greek columns the
+source has (float64, NaN when absent), plus optional ``contract``, ``adjusted``, ``multiplier``
+and ``settlement`` ('AM'/'PM').
+
+Loading = parse -> :func:`validate_chain` (a frozen :class:`ChainReport` with counts and
+examples of every problem) -> :func:`apply_policy` (the documented policy decides what is
+dropped; every drop is announced with a :class:`~engine.errors.DataQualityWarning` giving the
+counts). Pass ``policy=None`` to a loader to get the raw parsed chain with nothing dropped.
+
+Sources (see the PROVENANCE.md beside each file):
+
+* ``load_50etf_options``: JoinQuant 50ETF daily closes (Chinese headers) with the 510050
+  unadjusted closes and the contract list;
+* ``load_gs_options``: the GS end-of-day vendor file (header ``' DataDate'`` has a leading space);
+* ``load_spx_quote_table``: the CBOE delayed quote table (3 header lines, call and put per row);
+* ``load_whitepaper_2019`` / ``load_whitepaper_2009``: the Cboe white-paper worked examples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import DataError, DataNotFoundError, DataQualityWarning, require_extra
+
+logger = logging.getLogger(__name__)
+
+KEY_COLUMNS: tuple[str, ...] = ("trade_date", "cp", "expiry", "strike")
+PRICE_COLUMNS: tuple[str, ...] = ("bid", "ask", "last", "close", "settle", "prev_settle")
+NUMERIC_COLUMNS: tuple[str, ...] = (
+    "underlying",
+    *PRICE_COLUMNS,
+    "volume",
+    "open_interest",
+    "iv",
+    "delta",
+    "gamma",
+    "theta",
+    "vega",
+)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("contract", "adjusted", "multiplier", "settlement")
+CHAIN_COLUMNS: tuple[str, ...] = (*KEY_COLUMNS, *NUMERIC_COLUMNS)
+
+# 50ETF options: 10,000 ETF units per standard contract (SSE contract specification).
+SSE_50ETF_MULTIPLIER = 10_000.0
+# SSE 50ETF strike grid in thousandths of CNY: 0.05 up to 3 CNY, 0.1 up to 5, 0.25 up to 10,
+# 0.5 above (SSE contract specification). A strike off this grid (e.g. 2.006, 2.46, 3.24) can
+# only be a dividend-adjusted "A" contract.
+_SSE_GRID_MILLI = ((3_000, 50), (5_000, 100), (10_000, 250))
+_SSE_GRID_MILLI_ABOVE = 500
+
+_50ETF_COLUMNS = {
+    "交易日期": "trade_date",
+    "类型": "cp",
+    "到期日期": "expiry",
+    "执行价": "strike",
+    "收盘价": "close",
+}
+_50ETF_CP = {"看涨": "C", "看跌": "P"}
+
+_MAX_EXAMPLES = 5
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+@dataclass(frozen=True)
+class IssueCount:
+    """How many rows show one problem, with a few printable examples."""
+
+    name: str
+    count: int
+    examples: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        head = f"{self.name}: {self.count}"
+        return head if not self.examples else f"{head} (e.g. {'; '.join(self.examples)})"
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """Result of :func:`validate_chain`: sizes of the chain and every problem found.
+
+    ``duplicates`` counts rows whose key (trade_date, cp, expiry, strike) occurs more than once;
+    ``adjusted`` counts rows flagged as dividend-adjusted contracts (informational: whether
+    they are used is a policy decision); ``nan_price`` counts rows with no usable price in any
+    price column the chain has.
+    """
+
+    source: str
+    n_rows: int
+    n_dates: int
+    n_expiries: int
+    price_columns: tuple[str, ...]
+    crossed: IssueCount
+    negative: IssueCount
+    expired: IssueCount
+    duplicates: IssueCount
+    adjusted: IssueCount
+    nan_price: IssueCount
+    extra: tuple[IssueCount, ...] = field(default=())
+
+    @property
+    def issues(self) -> tuple[IssueCount, ...]:
+        return (
+            self.crossed,
+            self.negative,
+            self.expired,
+            self.duplicates,
+            self.adjusted,
+            self.nan_price,
+            *self.extra,
+        )
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing but (informational) adjusted contracts was found."""
+        return all(i.count == 0 for i in self.issues if i.name != "adjusted")
+
+    def summary(self) -> str:
+        found = [str(i) for i in self.issues if i.count]
+        body = "; ".join(found) if found else "no problems"
+        return (
+            f"{self.source}: {self.n_rows} rows, {self.n_dates} dates, {self.n_expiries} "
+            f"expiries; {body}"
+        )
+
+
+def _row_label(df: pd.DataFrame, idx: np.ndarray, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    out = []
+    for i in idx[:_MAX_EXAMPLES]:
+        row = df.iloc[int(i)]
+        parts = [
+            f"row {int(i)}",
+            f"{pd.Timestamp(row['trade_date']).date()}",
+            f"{row['cp']}",
+            f"exp {pd.Timestamp(row['expiry']).date()}",
+            f"K={row['strike']:g}",
+        ]
+        parts += [f"{c}={row[c]:g}" for c in extra if c in df.columns and pd.notna(row[c])]
+        out.append(" ".join(parts))
+    return tuple(out)
+
+
+def _issue(name: str, df: pd.DataFrame, mask: np.ndarray, extra: tuple[str, ...] = ()):
+    idx = np.flatnonzero(mask)
+    return IssueCount(name, int(idx.size), _row_label(df, idx, extra))
+
+
+def _price_columns(df: pd.DataFrame) -> tuple[str, ...]:
+    return tuple(c for c in PRICE_COLUMNS if c in df.columns)
+
+
+def _masks(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Boolean row masks for every validated problem (vectorised)."""
+    missing = [c for c in KEY_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"chain is missing key column(s) {missing}; a chain needs {list(KEY_COLUMNS)} "
+            "(use a loader in data.chains or rename the columns)"
+        )
+    n = len(df)
+    prices = _price_columns(df)
+    if "bid" in df.columns and "ask" in df.columns:
+        crossed = (df["bid"] > df["ask"]).to_numpy(dtype=bool, na_value=False)
+    else:
+        crossed = np.zeros(n, dtype=bool)
+    negative = np.zeros(n, dtype=bool)
+    usable = np.zeros(n, dtype=bool)
+    for c in prices:
+        v = df[c].to_numpy(dtype=float, na_value=np.nan)
+        negative |= v < 0
+        usable |= np.isfinite(v)
+    # a two-sided quote with both sides NaN but a last/close is still priced; no price column
+    # at all means every row is unpriced
+    nan_price = ~usable
+    expired = (df["expiry"] < df["trade_date"]).to_numpy(dtype=bool, na_value=False)
+    duplicates = df.duplicated(list(KEY_COLUMNS), keep=False).to_numpy()
+    if "adjusted" in df.columns:
+        adjusted = df["adjusted"].to_numpy(dtype=bool, na_value=False)
+    else:
+        adjusted = np.zeros(n, dtype=bool)
+    return {
+        "crossed": crossed,
+        "negative": negative,
+        "expired": expired,
+        "duplicates": duplicates,
+        "adjusted": adjusted,
+        "nan_price": nan_price,
+    }
+
+
+def validate_chain(df: pd.DataFrame, source: str = "chain") -> ChainReport:
+    """Check a long-format chain; returns a :class:`ChainReport` (counts + examples).
+
+    Checks (all vectorised): crossed quotes (bid > ask), negative prices in any price column,
+    expiry before trade date, duplicate keys (trade_date, cp, expiry, strike), dividend-adjusted
+    contracts (``adjusted`` column) and rows without any usable price. Nothing is changed.
+    """
+    m = _masks(df)
+    report = ChainReport(
+        source=source,
+        n_rows=len(df),
+        n_dates=int(df["trade_date"].nunique()),
+        n_expiries=int(df["expiry"].nunique()),
+        price_columns=_price_columns(df),
+        crossed=_issue("crossed (bid > ask)", df, m["crossed"], ("bid", "ask")),
+        negative=_issue("negative price", df, m["negative"], _price_columns(df)),
+        expired=_issue("expiry before trade date", df, m["expired"]),
+        duplicates=_issue("duplicate key", df, m["duplicates"], _price_columns(df)),
+        adjusted=_issue("adjusted", df, m["adjusted"]),
+        nan_price=_issue("no usable price", df, m["nan_price"]),
+    )
+    logger.info("%s", report.summary())
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# policy
+
+AdjustedMode = Literal["prefer_standard", "keep", "drop"]
+DuplicateMode = Literal["mean", "first", "drop", "error"]
+
+
+@dataclass(frozen=True)
+class ChainPolicy:
+    """What :func:`apply_policy` drops. Defaults are the house policy:
+
+    * ``drop_crossed``: rows with bid > ask are dropped (no mid can be trusted);
+    * ``drop_negative``: rows with a negative price are dropped;
+    * ``drop_expired``: rows with expiry before the trade date are dropped;
+    * ``drop_nan_price``: rows with no usable price are dropped (an unpriced series cannot
+      enter a strip; for close-only data this is "not traded that day");
+    * ``duplicates``: rows sharing a key are ``"mean"``-merged (numeric columns averaged, NaN
+      ignored; the 50ETF duplicates are a standard and an adjusted contract with the same rounded
+      strike, priced within 0.002 CNY of each other, i.e. the same per-unit payoff), kept
+      ``"first"``, all ``"drop"``-ped, or ``"error"`` raises;
+    * ``adjusted``: dividend-adjusted contracts are kept (``"keep"``), dropped (``"drop"``), or
+      ``"prefer_standard"``: dropped in a (trade_date, expiry) group that has at least one
+      standard strike priced on both the call and the put side, kept where the group has none.
+    """
+
+    drop_crossed: bool = True
+    drop_negative: bool = True
+    drop_expired: bool = True
+    drop_nan_price: bool = True
+    duplicates: DuplicateMode = "mean"
+    adjusted: AdjustedMode = "keep"
+
+    def __post_init__(self) -> None:
+        if self.duplicates not in ("mean", "first", "drop", "error"):
+            raise DataError(
+                f"duplicates={self.duplicates!r} is not a policy; use 'mean', 'first', "
+                "'drop' or 'error'"
+            )
+        if self.adjusted not in ("prefer_standard", "keep", "drop"):
+            raise DataError(
+                f"adjusted={self.adjusted!r} is not a policy; use 'prefer_standard', 'keep' "
+                "or 'drop'"
+            )
+
+
+def adjusted_drop_mask(df: pd.DataFrame, mode: AdjustedMode) -> np.ndarray:
+    """Rows the adjusted-contract policy ``mode`` removes (see :class:`ChainPolicy`).
+
+    Vectorised: one groupby over (trade_date, expiry) decides whether a group has a standard
+    strike priced on both sides.
+    """
+    n = len(df)
+    if mode == "keep" or "adjusted" not in df.columns or n == 0:
+        return np.zeros(n, dtype=bool)
+    adjusted = df["adjusted"].to_numpy(dtype=bool, na_value=False)
+    if mode == "drop":
+        return adjusted
+    if mode != "prefer_standard":
+        raise DataError(f"adjusted={mode!r} is not a policy; use 'prefer_standard', 'keep', 'drop'")
+    prices = _price_columns(df)
+    priced = np.zeros(n, dtype=bool)
+    for c in prices:
+        priced |= np.isfinite(df[c].to_numpy(dtype=float, na_value=np.nan))
+    std = df.loc[~adjusted & priced, ["trade_date", "expiry", "strike", "cp"]]
+    both = std.groupby(["trade_date", "expiry", "strike"], sort=False)["cp"].nunique() == 2
+    groups = both[both].reset_index()[["trade_date", "expiry"]].drop_duplicates()
+    has_std = (
+        pd.MultiIndex.from_frame(df[["trade_date", "expiry"]])
+        .isin(pd.MultiIndex.from_frame(groups))
+        .astype(bool)
+    )
+    return adjusted & has_std
+
+
+def _merge_duplicates(df: pd.DataFrame, mode: DuplicateMode) -> tuple[pd.DataFrame, int]:
+    dup = df.duplicated(list(KEY_COLUMNS), keep=False).to_numpy()
+    n_dup = int(dup.sum())
+    if n_dup == 0:
+        return df, 0
+    if mode == "error":
+        ex = _row_label(df, np.flatnonzero(dup))
+        raise DataError(
+            f"chain has {n_dup} rows with a duplicate key {list(KEY_COLUMNS)} (first: "
+            f"{ex[0]}); pass duplicates='mean'|'first'|'drop' or fix the file"
+        )
+    if mode == "drop":
+        return df.loc[~dup], n_dup
+    if mode == "first":
+        keep = ~df.duplicated(list(KEY_COLUMNS), keep="first").to_numpy()
+        return df.loc[keep], n_dup - int((keep & dup).sum())
+    # mean: average numeric columns within each duplicated key, first value of the others
+    part = df.loc[dup]
+    keys = list(KEY_COLUMNS)
+    numeric = [c for c in part.columns if c not in keys and pd.api.types.is_float_dtype(part[c])]
+    others = [c for c in part.columns if c not in keys and c not in numeric]
+    g = part.groupby(keys, sort=False)
+    merged = g[numeric].mean()
+    if others:
+        merged = merged.join(g[others].first())
+    merged = merged.reset_index()[list(df.columns)]
+    out = pd.concat([df.loc[~dup], merged], ignore_index=True)
+    return out, n_dup - len(merged)
+
+
+def apply_policy(
+    df: pd.DataFrame,
+    report: ChainReport | None = None,
+    *,
+    policy: ChainPolicy | None = None,
+    **overrides: object,
+) -> pd.DataFrame:
+    """Drop what the policy says (see :class:`ChainPolicy`), warning with the counts.
+
+    ``policy`` (default :class:`ChainPolicy`) may be overridden field by field, e.g.
+    ``apply_policy(df, report, drop_crossed=False, adjusted="prefer_standard")``. ``report``
+    (from :func:`validate_chain` on the same frame) only serves to check the frame matches; the
+    masks are recomputed. A :class:`~engine.errors.DataQualityWarning` lists every count of
+    dropped or merged rows; the returned chain is sorted by (trade_date, expiry, strike, cp).
+    """
+    base = policy if policy is not None else ChainPolicy()
+    try:
+        pol = ChainPolicy(**{**base.__dict__, **overrides})
+    except TypeError as exc:
+        raise DataError(
+            f"apply_policy got an unknown option ({exc}); valid options: "
+            f"{sorted(ChainPolicy.__dataclass_fields__)}"
+        ) from None
+    if report is not None and report.n_rows != len(df):
+        raise DataError(
+            f"report from {report.source!r} describes {report.n_rows} rows but the chain has "
+            f"{len(df)}; call validate_chain on this frame first"
+        )
+    m = _masks(df)
+    drop = np.zeros(len(df), dtype=bool)
+    counts: dict[str, int] = {}
+    for name, flag in (
+        ("crossed", pol.drop_crossed),
+        ("negative", pol.drop_negative),
+        ("expired", pol.drop_expired),
+        ("nan_price", pol.drop_nan_price),
+    ):
+        if flag and m[name].any():
+            counts[name] = int((m[name] & ~drop).sum())
+            drop |= m[name]
+    adj = adjusted_drop_mask(df, pol.adjusted) & ~drop
+    if adj.any():
+        counts[f"adjusted ({pol.adjusted})"] = int(adj.sum())
+        drop |= adj
+    out = df.loc[~drop]
+    out, n_merged = _merge_duplicates(out, pol.duplicates)
+    if n_merged:
+        counts[f"duplicate-key rows removed ({pol.duplicates})"] = n_merged
+    if counts:
+        source = report.source if report is not None else "chain"
+        detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
+        warnings.warn(
+            DataQualityWarning(
+                f"{source}: policy removed {len(df) - len(out)} of {len(df)} rows ({detail}); "
+                "pass policy=None to the loader (or other ChainPolicy options) to change this"
+            ),
+            stacklevel=2,
+        )
+    return _finish(out)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers shared by the loaders
+
+
+def _check_file(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise DataNotFoundError(f"chain file {p} not found; pass the path to an existing file")
+    return p
+
+
+def _finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Schema dtypes, column order (schema first) and a stable sort."""
+    out = df.copy()
+    for c in ("trade_date", "expiry"):
+        out[c] = pd.to_datetime(out[c]).dt.normalize().astype("datetime64[ns]")
+    out["strike"] = out["strike"].astype("float64")
+    for c in NUMERIC_COLUMNS:
+        if c not in out.columns:
+            out[c] = np.nan
+        out[c] = out[c].astype("float64")
+    if "adjusted" in out.columns:
+        out["adjusted"] = out["adjusted"].astype(bool)
+    first = [c for c in CHAIN_COLUMNS]
+    rest = [c for c in out.columns if c not in first]
+    out = out[first + rest]
+    return out.sort_values(["trade_date", "expiry", "strike", "cp"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _load(
+    df: pd.DataFrame, source: str, policy: ChainPolicy | None, stacklevel: int = 3
+) -> pd.DataFrame:
+    df = _finish(df)
+    report = validate_chain(df, source=source)
+    if policy is None:
+        return df
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = apply_policy(df, report, policy=policy)
+    for w in caught:
+        warnings.warn(w.message, stacklevel=stacklevel)
+    return out
+
+
+def _parse_dates(s: pd.Series, fmt: str | None, path: Path, column: str) -> pd.Series:
+    out = pd.to_datetime(s, format=fmt, errors="coerce")
+    bad = out.isna() & s.notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"{path}: column {column!r} row {i} has an unparseable date {s.iloc[i]!r} "
+            f"(expected {fmt or 'a date'}); fix the file"
+        )
+    return out
+
+
+def sse_offgrid_strike(strike: np.ndarray | pd.Series) -> np.ndarray:
+    """True where a strike is off the SSE 50ETF strike grid (so a dividend-adjusted contract).
+
+    3-decimal strikes (2.006) are always off the grid; 2-decimal ones such as 2.46 or 3.24 are
+    off it too. Adjusted strikes that happen to land on the grid (2.25) cannot be told from a
+    standard contract by the strike alone (use the contract list).
+    """
+    milli = np.rint(np.asarray(strike, dtype=float) * 1000.0).astype(np.int64)
+    step = np.full(milli.shape, _SSE_GRID_MILLI_ABOVE, dtype=np.int64)
+    for upper, s in reversed(_SSE_GRID_MILLI):
+        step = np.where(milli <= upper, s, step)
+    off_milli = np.abs(np.asarray(strike, dtype=float) * 1000.0 - milli) > 1e-6
+    return (milli % step != 0) | off_milli
+
+
+# --------------------------------------------------------------------------------------------
+# 50ETF
+
+
+def load_underlying_close(path: str | Path) -> pd.Series:
+    """Daily close of the 510050 unadjusted file (``datetime,...,close,...``) by trade date."""
+    p = _check_file(path)
+    raw = pd.read_csv(p)
+    for c in ("datetime", "close"):
+        if c not in raw.columns:
+            raise DataError(
+                f"{p}: no column {c!r} (found {list(raw.columns)}); expected the 510050 "
+                "unadjusted daily file with header datetime,open,high,low,close,..."
+            )
+    dates = _parse_dates(raw["datetime"], "%Y-%m-%d", p, "datetime")
+    s = pd.Series(
+        raw["close"].to_numpy(dtype=float),
+        index=pd.DatetimeIndex(dates.astype("datetime64[ns]"), name="trade_date"),
+        name="underlying",
+    )
+    if s.index.has_duplicates:
+        raise DataError(f"{p}: duplicate dates, e.g. {s.index[s.index.duplicated()][0].date()}")
+    return s.sort_index()
+
+
+def load_50etf_contracts(path: str | Path) -> pd.DataFrame:
+    """The zhenfelix contract list: contract, cp, expiry, strike, adjusted, list_date.
+
+    ``display_name`` like ``50ETF购3月2200`` (购 = call, 沽 = put; strike in thousandths of CNY;
+    a trailing ``A`` marks a dividend-adjusted contract); ``end_date`` is the expiry.
+    """
+    p = _check_file(path)
+    raw = pd.read_csv(p)
+    raw = raw.rename(columns={raw.columns[0]: "contract"})
+    for c in ("display_name", "start_date", "end_date"):
+        if c not in raw.columns:
+            raise DataError(f"{p}: no column {c!r}; expected the 50ETF contract list layout")
+    parts = raw["display_name"].str.extract(r"^50ETF(购|沽)(\d{1,2})月(\d+)(A?)$")
+    bad = parts[0].isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"{p}: row {i} display_name {raw['display_name'].iloc[i]!r} is not like "
+            "'50ETF购3月2200[A]'; fix the file"
+        )
+    out = pd.DataFrame(
+        {
+            "contract": raw["contract"].astype(str),
+            "cp": parts[0].map({"购": "C", "沽": "P"}),
+            "expiry": _parse_dates(raw["end_date"], "%Y-%m-%d", p, "end_date"),
+            "strike": parts[2].astype(int) / 1000.0,
+            "adjusted": parts[3].eq("A").to_numpy(),
+            "list_date": _parse_dates(raw["start_date"], "%Y-%m-%d", p, "start_date"),
+        }
+    )
+    for c in ("expiry", "list_date"):
+        out[c] = out[c].astype("datetime64[ns]")
+    return out
+
+
+def _join_contracts(df: pd.DataFrame, contracts: pd.DataFrame) -> pd.DataFrame:
+    """Attach ``contract`` and refine ``adjusted`` from the list, by (cp, expiry, strike).
+
+    A key listed both as a standard and as an adjusted contract is ambiguous: it keeps
+    ``adjusted=False`` (a standard strike exists there) and no contract code.
+    """
+    c = contracts.assign(strike_milli=np.rint(contracts["strike"] * 1000).astype(np.int64))
+    g = c.groupby(["cp", "expiry", "strike_milli"], sort=False)
+    info = g.agg(n=("contract", "size"), any_adj=("adjusted", "any"), all_adj=("adjusted", "all"))
+    info["code"] = g["contract"].first()
+    info = info.reset_index()
+    left = df.assign(strike_milli=np.rint(df["strike"] * 1000).astype(np.int64))
+    merged = left.merge(info, on=["cp", "expiry", "strike_milli"], how="left", validate="m:1")
+    listed = merged["n"].notna().to_numpy()
+    unique = listed & (merged["n"].to_numpy(dtype=float, na_value=0.0) == 1)
+    all_adj = merged["all_adj"].to_numpy(dtype=bool, na_value=False)
+    adjusted = np.where(listed, all_adj, df["adjusted"].to_numpy(dtype=bool))
+    out = df.copy()
+    out["adjusted"] = adjusted
+    out["contract"] = pd.Series(
+        np.where(unique, merged["code"].to_numpy(dtype=object), None), index=df.index, dtype="str"
+    )
+    n_unlisted = int((~listed).sum())
+    if n_unlisted:
+        logger.info("50ETF: %d rows not in the contract list (flag from the strike)", n_unlisted)
+    return out
+
+
+def load_50etf_options(
+    path: str | Path,
+    underlying_path: str | Path | None = None,
+    contracts_path: str | Path | None = None,
+    policy: ChainPolicy | None = ChainPolicy(),  # noqa: B008 - frozen, immutable default
+) -> pd.DataFrame:
+    """Load the JoinQuant 50ETF daily option closes into the chain schema.
+
+    Columns ``交易日期, 类型, 到期日期, 执行价, 收盘价`` -> trade_date, cp (看涨 = 'C',
+    看跌 = 'P'), expiry, strike (CNY), close (CNY per ETF unit). ``underlying`` is the 510050
+    unadjusted close from ``underlying_path`` (NaN with a warning when not given or missing a
+    date). ``adjusted`` is True for strikes off the SSE grid (3 decimals such as 2.006, or
+    2-decimal ones such as 2.46) and, when ``contracts_path`` is given, for keys the contract list
+    only knows as "A" contracts (that also sets ``contract``). ``multiplier`` is 10,000 for
+    standard contracts and NaN for adjusted ones (their unit is not in this source).
+    ``policy`` (see :class:`ChainPolicy`) decides what is dropped; ``None`` returns the raw rows.
+    """
+    p = _check_file(path)
+    raw = pd.read_csv(p)
+    missing = [c for c in _50ETF_COLUMNS if c not in raw.columns]
+    if missing:
+        raise DataError(
+            f"{p}: missing column(s) {missing} (found {list(raw.columns)}); expected the "
+            "JoinQuant 50ETF layout 交易日期,类型,到期日期,执行价,收盘价"
+        )
+    df = raw[list(_50ETF_COLUMNS)].rename(columns=_50ETF_COLUMNS)
+    cp = df["cp"].map(_50ETF_CP)
+    if cp.isna().any():
+        i = int(np.flatnonzero(cp.isna().to_numpy())[0])
+        raise DataError(
+            f"{p}: row {i} column '类型' is {df['cp'].iloc[i]!r}, expected 看涨 or 看跌"
+        )
+    df = df.assign(
+        cp=cp,
+        trade_date=_parse_dates(df["trade_date"], "%Y-%m-%d", p, "交易日期"),
+        expiry=_parse_dates(df["expiry"], "%Y-%m-%d", p, "到期日期"),
+        strike=df["strike"].astype(float),
+        close=df["close"].astype(float),
+    )
+    df["trade_date"] = df["trade_date"].astype("datetime64[ns]")
+    df["expiry"] = df["expiry"].astype("datetime64[ns]")
+    df["adjusted"] = sse_offgrid_strike(df["strike"])
+    if contracts_path is not None:
+        df = _join_contracts(df, load_50etf_contracts(contracts_path))
+    df["multiplier"] = np.where(df["adjusted"], np.nan, SSE_50ETF_MULTIPLIER)
+    df["settlement"] = "PM"
+    if underlying_path is not None:
+        close = load_underlying_close(underlying_path)
+        df["underlying"] = close.reindex(pd.DatetimeIndex(df["trade_date"])).to_numpy()
+        n_missing = int(df["underlying"].isna().sum())
+        if n_missing:
+            dates = df.loc[df["underlying"].isna(), "trade_date"].dt.date.unique()[:3]
+            warnings.warn(
+                DataQualityWarning(
+                    f"{underlying_path}: no close for {n_missing} option rows (dates "
+                    f"{list(map(str, dates))}); underlying left NaN there"
+                ),
+                stacklevel=2,
+            )
+    return _load(df, f"50ETF options {p.name}", policy)
+
+
+# --------------------------------------------------------------------------------------------
+# US chains
+
+_GS_COLUMNS = {
+    "UnderlyingPrice": "underlying",
+    "OptionSymbol": "contract",
+    "Type": "cp",
+    "Expiration": "expiry",
+    "DataDate": "trade_date",
+    "Strike": "strike",
+    "Last": "last",
+    "Bid": "bid",
+    "Ask": "ask",
+    "Volume": "volume",
+    "OpenInterest": "open_interest",
+    "T1OpenInterest": "open_interest_next",
+    "IVMean": "iv",
+    "IVBid": "iv_bid",
+    "IVAsk": "iv_ask",
+    "Delta": "delta",
+    "Gamma": "gamma",
+    "Theta": "theta",
+    "Vega": "vega",
+}
+
+
+def load_gs_options(
+    path: str | Path,
+    policy: ChainPolicy | None = ChainPolicy(),  # noqa: B008 - frozen, immutable default
+) -> pd.DataFrame:
+    """Load the GS end-of-day vendor file (historicaloptiondata-style layout).
+
+    Header names are stripped (the file has ``' DataDate'`` with a leading space); dates are
+    MM/DD/YYYY; ``Type`` call/put -> 'C'/'P'; IVs are decimals already (``iv`` = IVMean, plus
+    ``iv_bid``/``iv_ask``); ``T1OpenInterest`` -> ``open_interest_next``. US equity options are
+    PM-settled (``settlement='PM'``), multiplier 100.
+    """
+    p = _check_file(path)
+    raw = pd.read_csv(p)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    missing = [c for c in _GS_COLUMNS if c not in raw.columns]
+    if missing:
+        raise DataError(f"{p}: missing column(s) {missing} (found {list(raw.columns)})")
+    df = raw[list(_GS_COLUMNS)].rename(columns=_GS_COLUMNS)
+    cp = df["cp"].str.strip().str.lower().map({"call": "C", "put": "P"})
+    if cp.isna().any():
+        i = int(np.flatnonzero(cp.isna().to_numpy())[0])
+        raise DataError(f"{p}: row {i} column 'Type' is {df['cp'].iloc[i]!r}, expected call/put")
+    df = df.assign(
+        cp=cp,
+        trade_date=_parse_dates(df["trade_date"], "%m/%d/%Y", p, " DataDate"),
+        expiry=_parse_dates(df["expiry"], "%m/%d/%Y", p, "Expiration"),
+        contract=df["contract"].astype(str),
+        settlement="PM",
+        multiplier=100.0,
+    )
+    for c in ("volume", "open_interest", "open_interest_next"):
+        df[c] = df[c].astype(float)
+    return _load(df, f"GS options {p.name}", policy)
+
+
+# CBOE option symbol: root, 2-digit year, 2-digit day, month letter, strike, e.g. SPXW1128A1075.
+# Month letters A-L are January-December calls, M-X January-December puts (OCC/CBOE OSI-era
+# root symbology used on the delayed quote pages).
+_CBOE_SYMBOL = re.compile(r"^(?P<root>[A-Z]+?)(?P<yy>\d{2})(?P<dd>\d{2})(?P<m>[A-X])(?P<k>[\d.]+)")
+_DESC = re.compile(
+    r"^\s*(?P<yy>\d{2}) (?P<mon>[A-Z][a-z]{2}) (?P<strike>[\d.]+) \((?P<sym>[^)]+)\)"
+)
+# AM-settled standard SPX: the code carries the Saturday after the last trading day; the
+# options stop trading and settle (SOQ, 9:30 ET) on the Friday before.
+_AM_ROOTS = frozenset({"SPX"})
+
+
+def decode_cboe_symbol(symbol: str) -> tuple[str, pd.Timestamp, str, float, str]:
+    """Decode e.g. ``SPXW1128A1075-E`` -> (root, expiry, cp, strike, settlement).
+
+    Standard ``SPX`` roots are A.M.-settled and their code holds the Saturday date: the expiry
+    is the preceding Friday. ``SPXW``/``SPXPM`` (and other roots) are P.M.-settled on the coded
+    date.
+    """
+    m = _CBOE_SYMBOL.match(symbol.strip())
+    if m is None:
+        raise DataError(f"option symbol {symbol!r} is not ROOT+YY+DD+month letter+strike")
+    letter = ord(m["m"]) - ord("A")
+    cp = "C" if letter < 12 else "P"
+    month = letter % 12 + 1
+    try:
+        coded = pd.Timestamp(year=2000 + int(m["yy"]), month=month, day=int(m["dd"]))
+    except ValueError as exc:
+        raise DataError(f"option symbol {symbol!r} encodes an invalid date ({exc})") from None
+    root = m["root"]
+    if root in _AM_ROOTS:
+        settlement = "AM"
+        expiry = coded - pd.Timedelta(days=1) if coded.day_of_week == 5 else coded
+    else:
+        settlement = "PM"
+        expiry = coded
+    return root, expiry, cp, float(m["k"]), settlement
+
+
+def load_spx_quote_table(
+    path: str | Path,
+    policy: ChainPolicy | None = ChainPolicy(),  # noqa: B008 - frozen, immutable default
+) -> pd.DataFrame:
+    """Load a CBOE delayed quote table (SPX, 3 header lines; a call and a put per row).
+
+    Line 1 holds the spot (``underlying``), line 2 the quote time (``Jan 24 2011 @ 14:03 ET``,
+    kept as ``df.attrs['quote_time']``, tz-aware America/New_York), line 3 the header. Each
+    description such as ``11 Jan 1075.00 (SPXW1128A1075-E)`` gives the strike and a symbol
+    decoded by :func:`decode_cboe_symbol` (root, expiry, call/put, AM/PM settlement); the
+    call/put letter is checked against the side of the table.
+    """
+    p = _check_file(path)
+    with p.open(encoding="utf-8") as fh:
+        line1, line2 = fh.readline(), fh.readline()
+    try:
+        spot = float(line1.split(",")[1])
+        when = line2.split(",")[0].replace(" ET", "").strip()
+        quote_time = pd.to_datetime(when, format="%b %d %Y @ %H:%M").tz_localize("America/New_York")
+    except (IndexError, ValueError) as exc:
+        raise DataError(
+            f"{p}: lines 1-2 should be 'ROOT (NAME),spot,change,' and 'Mon DD YYYY @ HH:MM ET' "
+            f"({exc})"
+        ) from None
+    raw = pd.read_csv(p, skiprows=2, header=None, dtype=str, skip_blank_lines=True)
+    if raw.shape[1] < 14:
+        raise DataError(f"{p}: expected 14 columns (call + put block), found {raw.shape[1]}")
+    sides = []
+    names = ["desc", "last", "net_change", "bid", "ask", "volume", "open_interest"]
+    body = raw.iloc[1:]  # row 0 is the 'Calls,Last Sale,...' header
+    for offset, side in ((0, "C"), (7, "P")):
+        part = body.iloc[:, offset : offset + 7].copy()
+        part.columns = names
+        sides.append(part.assign(side=side, line=np.arange(4, 4 + len(part))))
+    long = pd.concat(sides, ignore_index=True)
+    desc = long["desc"].str.extract(_DESC)
+    bad = desc["sym"].isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"{p}: line {long['line'].iloc[i]} description {long['desc'].iloc[i]!r} is not like "
+            "'11 Jan 1075.00 (SPXW1128A1075-E)'"
+        )
+    decoded = [decode_cboe_symbol(s) for s in desc["sym"]]
+    root, expiry, cp, _k, settlement = (list(x) for x in zip(*decoded, strict=True))
+    mismatch = np.asarray(cp) != long["side"].to_numpy()
+    if mismatch.any():
+        i = int(np.flatnonzero(mismatch)[0])
+        raise DataError(
+            f"{p}: line {long['line'].iloc[i]} symbol {desc['sym'].iloc[i]} is a "
+            f"{'call' if cp[i] == 'C' else 'put'} but stands in the "
+            f"{'call' if long['side'].iloc[i] == 'C' else 'put'} block"
+        )
+    df = pd.DataFrame(
+        {
+            "trade_date": quote_time.tz_localize(None).normalize(),
+            "cp": cp,
+            "expiry": pd.DatetimeIndex(expiry),
+            "strike": desc["strike"].astype(float).to_numpy(),
+            "underlying": spot,
+            "root": root,
+            "contract": desc["sym"].to_numpy(),
+            "settlement": settlement,
+            "multiplier": 100.0,
+        }
+    )
+    for c in ("last", "net_change", "bid", "ask", "volume", "open_interest"):
+        df[c] = pd.to_numeric(long[c], errors="coerce").to_numpy(dtype=float)
+    out = _load(df, f"SPX quote table {p.name}", policy)
+    out.attrs["quote_time"] = quote_time
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Cboe white-paper examples
+
+
+@dataclass(frozen=True)
+class WhitePaperExample:
+    """A white-paper worked example: the two-term chain and the paper's parameters.
+
+    ``chain`` is in the chain schema with a hypothetical ``trade_date`` (the papers give days
+    to expiry, not dates); ``rates_cc`` maps expiry -> continuously compounded decimal rate;
+    ``valuation_time`` is tz-aware America/New_York; ``params`` holds the paper's published
+    values (for goldens) as parsed from the source.
+    """
+
+    chain: pd.DataFrame
+    rates_cc: Mapping[pd.Timestamp, float]
+    valuation_time: pd.Timestamp
+    params: Mapping[str, object]
+
+
+def _wide_to_long(wide: pd.DataFrame, trade_date, expiry, settlement: str) -> pd.DataFrame:
+    """Strike rows with call_bid/call_ask/put_bid/put_ask -> long chain rows."""
+    parts = []
+    for cp, pre in (("C", "call"), ("P", "put")):
+        parts.append(
+            pd.DataFrame(
+                {
+                    "trade_date": trade_date,
+                    "cp": cp,
+                    "expiry": expiry,
+                    "strike": wide["strike"].to_numpy(dtype=float),
+                    "bid": wide[f"{pre}_bid"].to_numpy(dtype=float),
+                    "ask": wide[f"{pre}_ask"].to_numpy(dtype=float),
+                    "settlement": settlement,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+# The 2019 paper's example is hypothetical and gives minutes, not dates: it is computed at
+# 9:46 a.m. Chicago time (854 minutes to midnight; settlement 8:30 a.m. CT = 9:30 ET for the
+# A.M.-settled near term (510 minutes), 3:00 p.m. CT = 4:00 p.m. ET for the P.M.-settled weeklys
+# (900 minutes)). We place it on a January date (no DST change in the window) at 10:46 ET.
+WHITEPAPER_2019_TRADE_DATE = pd.Timestamp("2018-01-02")
+WHITEPAPER_2019_VALUATION = pd.Timestamp("2018-01-02 10:46", tz="America/New_York")
+
+
+def _read_csv_checked(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataNotFoundError(f"{path} not found; pass the vix_whitepaper_example folder")
+    raw = pd.read_csv(path)
+    missing = [c for c in columns if c not in raw.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing} (found {list(raw.columns)})")
+    return raw
+
+
+def load_whitepaper_2019(folder: str | Path) -> WhitePaperExample:
+    """The 2019 Cboe white paper example (Appendix 1 tables + parameters JSON).
+
+    Near term: standard SPX, A.M.-settled, 25 days; next term: SPX Weeklys, P.M.-settled,
+    32 days; rates R1 = 0.000305, R2 = 0.000286 (decimals, continuously compounded).
+    """
+    folder = Path(folder)
+    cols = ("strike", "call_bid", "call_ask", "put_bid", "put_ask")
+    near = _read_csv_checked(folder / "whitepaper2019_appendix1_near_term.csv", cols)
+    nxt = _read_csv_checked(folder / "whitepaper2019_appendix1_next_term.csv", cols)
+    pfile = folder / "whitepaper2019_parameters.json"
+    if not pfile.is_file():
+        raise DataNotFoundError(f"{pfile} not found; pass the vix_whitepaper_example folder")
+    params = json.loads(pfile.read_text(encoding="utf-8"))
+    td = WHITEPAPER_2019_TRADE_DATE
+    try:
+        d1 = int(params["near_term"]["days_to_expiration"])
+        d2 = int(params["next_term"]["days_to_expiration"])
+        r1 = float(params["near_term"]["R"])
+        r2 = float(params["next_term"]["R"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{pfile}: missing near_term/next_term days or R ({exc})") from None
+    e1, e2 = td + pd.Timedelta(days=d1), td + pd.Timedelta(days=d2)
+    chain = pd.concat(
+        [_wide_to_long(near, td, e1, "AM"), _wide_to_long(nxt, td, e2, "PM")], ignore_index=True
+    )
+    return WhitePaperExample(
+        chain=_load(chain, "white paper 2019", None),
+        rates_cc={e1: r1, e2: r2},
+        valuation_time=WHITEPAPER_2019_VALUATION,
+        params=params,
+    )
+
+
+# The 2009 paper's example (transcribed by khrapovs/vix): near 9 days (expiry code 20090110,
+# the Saturday after the last trading day), next 37 days; one yield 0.38 % for both. Days are
+# given, so T = days / 365 and the trade date is placed 9 days before the near expiration date.
+def load_whitepaper_2009(folder: str | Path) -> WhitePaperExample:
+    """The 2009 Cboe white paper example (khrapovs/vix transcription of Appendix 1).
+
+    ``Expiration`` (YYYYMMDD), ``Days`` (9 / 37), strike and call/put bid/ask; yields in percent
+    (converted to decimals here). ``trade_date`` = expiration date - days of the near term;
+    ``valuation_time`` is midnight of that date so that minutes = days x 1440.
+    """
+    folder = Path(folder)
+    opts = _read_csv_checked(
+        folder / "whitepaper2009_options__khrapovs.csv",
+        ("Expiration", "Days", "Strike", "Call Bid", "Call Ask", "Put Bid", "Put Ask"),
+    )
+    ylds = _read_csv_checked(
+        folder / "whitepaper2009_yields__khrapovs.csv", ("Date", "Days", "Rate")
+    )
+    opts = opts.rename(
+        columns={
+            "Strike": "strike",
+            "Call Bid": "call_bid",
+            "Call Ask": "call_ask",
+            "Put Bid": "put_bid",
+            "Put Ask": "put_ask",
+        }
+    )
+    exp = pd.to_datetime(opts["Expiration"].astype(str), format="%Y%m%d")
+    td = (exp - pd.to_timedelta(opts["Days"], unit="D")).unique()
+    if len(td) != 1:
+        raise DataError(f"{folder}: Expiration - Days gives several trade dates {list(td)}")
+    trade_date = pd.Timestamp(td[0])
+    parts = []
+    rates: dict[pd.Timestamp, float] = {}
+    rate_by_days = dict(
+        zip(ylds["Days"].astype(int), ylds["Rate"].astype(float) / 100.0, strict=True)
+    )
+    for e, g in opts.groupby(exp, sort=True):
+        e = pd.Timestamp(e)
+        days = int((e - trade_date).days)
+        if days not in rate_by_days:
+            raise DataError(f"{folder}: no yield for {days} days (yields file has {rate_by_days})")
+        rates[e] = rate_by_days[days]
+        parts.append(_wide_to_long(g, trade_date, e, "AM"))
+    params = {
+        "days": sorted(int(d) for d in opts["Days"].unique()),
+        "rate_percent": ylds["Rate"].astype(float).tolist(),
+        "yields_date": str(ylds["Date"].iloc[0]),
+    }
+    return WhitePaperExample(
+        chain=_load(pd.concat(parts, ignore_index=True), "white paper 2009", None),
+        rates_cc=rates,
+        valuation_time=trade_date.tz_localize("America/New_York"),
+        params=params,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# partitioned storage
+
+PartitionBy = Literal["month", "date"]
+
+
+def write_partitioned(df: pd.DataFrame, root: str | Path, by: PartitionBy = "month") -> Path:
+    """Write a chain as Parquet partitioned by trade year-month (``ym=YYYY-MM``) or date.
+
+    Appends/overwrites partitions under ``root`` (existing partitions for the same keys are
+    replaced). Needs the ``storage`` extra (pyarrow).
+    """
+    pa = require_extra("pyarrow", "storage")
+    pq = require_extra("pyarrow.parquet", "storage")
+    if by not in ("month", "date"):
+        raise DataError(f"by={by!r}: partition by 'month' or 'date'")
+    root = Path(root)
+    key = "ym" if by == "month" else "td"
+    fmt = "%Y-%m" if by == "month" else "%Y-%m-%d"
+    part = df.assign(**{key: df["trade_date"].dt.strftime(fmt)})
+    table = pa.Table.from_pandas(part, preserve_index=False)
+    pq.write_to_dataset(
+        table,
+        root_path=str(root),
+        partition_cols=[key],
+        existing_data_behavior="delete_matching",
+    )
+    return root
+
+
+def read_partitioned(
+    root: str | Path,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """Read the trade dates ``start..end`` (inclusive) of a chain written by write_partitioned.
+
+    Only the partitions that can hold those dates are opened (partition pruning on the
+    ``ym``/``td`` key, then a row filter on ``trade_date``).
+    """
+    require_extra("pyarrow", "storage")
+    ds = require_extra("pyarrow.dataset", "storage")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataNotFoundError(f"partitioned chain {root} not found; write it first")
+    key = "ym" if any(p.name.startswith("ym=") for p in root.iterdir()) else "td"
+    fmt = "%Y-%m" if key == "ym" else "%Y-%m-%d"
+    dataset = ds.dataset(str(root), format="parquet", partitioning="hive")
+    filt = None
+    lo = pd.Timestamp(start) if start is not None else None
+    hi = pd.Timestamp(end) if end is not None else None
+    if lo is not None:
+        filt = ds.field(key) >= lo.strftime(fmt)
+    if hi is not None:
+        f2 = ds.field(key) <= hi.strftime(fmt)
+        filt = f2 if filt is None else filt & f2
+    table = dataset.to_table(filter=filt, columns=None if columns is None else [*columns, key])
+    out = table.to_pandas().drop(columns=[key])
+    for c in ("trade_date", "expiry"):
+        if c in out.columns:
+            out[c] = out[c].astype("datetime64[ns]")
+    if lo is not None:
+        out = out.loc[out["trade_date"] >= lo]
+    if hi is not None:
+        out = out.loc[out["trade_date"] <= hi]
+    sort = [c for c in ("trade_date", "expiry", "strike", "cp") if c in out.columns]
+    return out.sort_values(sort, kind="stable").reset_index(drop=True)
