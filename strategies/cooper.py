@@ -36,6 +36,10 @@ class _SwitchParams(StrategyParams):
         return (self.short_vol, self.long_vol)
 
 
+def _neg(band: float) -> str:
+    return f"{-band:g}" if band else "0"
+
+
 def _switch_weights(state: np.ndarray) -> np.ndarray:
     """+1 → short-vol ETN (column 0), -1 → long-vol ETN (column 1), NaN → no decision."""
     choice = np.where(np.isnan(state), np.nan, np.where(state > 0, 0.0, 1.0))
@@ -118,7 +122,7 @@ class VRPParams(_SwitchParams):
     def describe(self) -> str:
         return (
             f"SMA{self.window}(VIX − 100·HV{self.hv_window}[{self.stdev}]) > {self.band:g}"
-            f" → {self.short_vol}, < {-self.band:g} → {self.long_vol}"
+            f" → {self.short_vol}, < {_neg(self.band)} → {self.long_vol}"
         )
 
 
@@ -149,7 +153,7 @@ class RollYieldParams(_SwitchParams):
         smooth = "" if self.smoothing == 1 else f"SMA{self.smoothing}"
         return (
             f"{smooth}(F1/VIX − 1) > {self.band:g} (contango) → {self.short_vol},"
-            f" < {-self.band:g} (backwardation) → {self.long_vol}"
+            f" < {_neg(self.band)} (backwardation) → {self.long_vol}"
         )
 
 

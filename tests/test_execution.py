@@ -1,0 +1,75 @@
+"""The sizing rule: cash never goes negative after costs; without costs targets are hit."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.execution import CostModel, order_sizes
+
+price = st.floats(0.5, 500.0)
+frac = st.floats(0.0, 1.0)
+
+
+@given(
+    w=st.lists(frac, min_size=1, max_size=4),
+    held=st.lists(st.floats(0.0, 1000.0), min_size=4, max_size=4),
+    prices=st.lists(price, min_size=4, max_size=4),
+    cash=st.floats(0.0, 1e6),
+    comm=st.floats(0.0, 0.01),
+    slip=st.floats(0.0, 0.01),
+    per_share=st.floats(0.0, 0.05),
+    lot=st.sampled_from([None, 1, 100]),
+)
+@settings(max_examples=300, deadline=None)
+def test_cash_never_negative(w, held, prices, cash, comm, slip, per_share, lot):
+    k = len(w)
+    w = np.array(w)
+    if w.sum() > 1:
+        w = w / w.sum()
+    n = np.array(held[:k])
+    p = np.array(prices[:k])
+    costs = CostModel(comm, per_share, slip)
+    d = order_sizes(w, n, cash, p, costs, integer_lot=lot)
+    sells, buys = d < 0, d > 0
+    after = cash + (-d[sells] * costs.sell_proceeds_per_share(p[sells])).sum()
+    after -= (d[buys] * costs.buy_cost_per_share(p[buys])).sum()
+    assert after >= -1e-9 * max(1.0, cash + n @ p)
+    if lot:
+        np.testing.assert_allclose(d / lot, np.round(d / lot), atol=1e-9)
+
+
+@given(
+    w=st.lists(frac, min_size=2, max_size=2),
+    prices=st.lists(price, min_size=2, max_size=2),
+    cash=st.floats(1.0, 1e6),
+)
+@settings(max_examples=200, deadline=None)
+def test_targets_hit_without_costs(w, prices, cash):
+    w = np.array(w) / max(1.0, sum(w))
+    p = np.array(prices)
+    d = order_sizes(w, np.zeros(2), cash, p, CostModel())
+    np.testing.assert_allclose(d * p, w * cash, rtol=1e-9)
+
+
+def test_full_switch_with_costs_is_cash_feasible():
+    # hold 100 shares of A at 10, switch everything to B at 20 with 0.1% commission + slippage
+    costs = CostModel(0.001, 0.0, 0.001)
+    d = order_sizes(
+        np.array([0.0, 1.0]), np.array([100.0, 0.0]), 0.0, np.array([10.0, 20.0]), costs
+    )
+    assert d[0] == -100.0
+    proceeds = 100 * costs.sell_proceeds_per_share(np.array([10.0]))[0]
+    assert d[1] * costs.buy_cost_per_share(np.array([20.0]))[0] <= proceeds
+    assert d[1] > 0.995 * 1000 / 20
+
+
+def test_leverage_cap_scales_weights():
+    d = order_sizes(
+        np.array([1.0, -1.0]),
+        np.zeros(2),
+        100.0,
+        np.array([1.0, 1.0]),
+        CostModel(),
+        max_gross_leverage=1.0,
+    )
+    np.testing.assert_allclose(d, [50.0, -50.0])
