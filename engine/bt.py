@@ -31,6 +31,7 @@ from engine.execution import CostModel, order_sizes
 log = logging.getLogger(__name__)
 
 MAX_ASSETS = 8  # weight lines available to one strategy
+MAX_SIGNALS = 8  # signal lines on the one SignalFeed
 
 
 class ArrayFeed(bt.feed.DataBase):
@@ -75,10 +76,46 @@ class ArrayFeed(bt.feed.DataBase):
         return True
 
 
+class SignalFeed(bt.feed.DataBase):
+    """Signal-only series (VIX, VIX3M, SPX, futures, ...) as the lines ``s0..s7`` of one
+    non-tradable feed. One feed for all signals keeps backtrader's per-feed, per-bar overhead
+    down; the executor never sends orders to it. ``frame`` columns become the lines in order."""
+
+    lines = tuple(f"s{i}" for i in range(MAX_SIGNALS))
+    params = (("frame", None),)
+
+    def __init__(self):
+        super().__init__()
+        frame: pd.DataFrame = self.p.frame
+        if frame.shape[1] > MAX_SIGNALS:
+            raise ValueError(f"at most {MAX_SIGNALS} signal series per run, got {frame.shape[1]}")
+        idx = pd.DatetimeIndex(frame.index)
+        self._dt = np.array([bt.date2num(d) for d in idx.to_pydatetime()], dtype=np.float64)
+        self._vals = frame.to_numpy(dtype=np.float64)
+        self.names = tuple(frame.columns)
+        self._i = 0
+
+    def start(self):
+        super().start()
+        self._i = 0
+
+    def _load(self):
+        i = self._i
+        if i >= len(self._dt):
+            return False
+        self.lines.datetime[0] = self._dt[i]
+        row = self._vals[i]
+        for j in range(len(row)):
+            self.lines[j + 7][0] = row[j]  # after datetime, OHLCV and openinterest
+        self._i = i + 1
+        return True
+
+
 class TargetWeights(bt.Indicator):
     """Target weights per asset, from a strategy's pure decision function.
 
-    The inputs are the data feeds named by ``params.inputs()`` (their close line). ``once`` calls
+    The inputs are lines (an asset's close, or a signal line), in the order of
+    ``params.inputs()``. ``once`` calls
     the function over the whole preloaded history; ``next`` calls it over the history seen so far
     and keeps the last row. Decision functions are prefix-stable, so both modes give identical
     values (a test checks it).
@@ -98,13 +135,13 @@ class TargetWeights(bt.Indicator):
 
     def next(self):
         n = len(self.datas[0])
-        arrays = [np.asarray(d.close.get(size=n), dtype=np.float64) for d in self.datas]
+        arrays = [np.asarray(d.lines[0].get(size=n), dtype=np.float64) for d in self.datas]
         w = self._compute(arrays)[-1]
         for j in range(MAX_ASSETS):
             self.lines[j][0] = w[j] if j < self._k else 0.0
 
     def once(self, start, end):
-        arrays = [np.frombuffer(d.close.array, dtype=np.float64)[:end] for d in self.datas]
+        arrays = [np.frombuffer(d.lines[0].array, dtype=np.float64)[:end] for d in self.datas]
         w = self._compute(arrays)
         for j in range(MAX_ASSETS):
             col = w[start:end, j] if j < self._k else np.zeros(end - start)
@@ -138,10 +175,17 @@ class TargetWeightStrategy(bt.Strategy):
         sp = self.p.sparams
         ex = self.p.execution
         self.assets = [self.getdatabyname(n) for n in sp.assets()]
-        inputs = [self.getdatabyname(n) for n in sp.inputs()]
+        signals = next((d for d in self.datas if isinstance(d, SignalFeed)), None)
+        inputs = []
+        for n in sp.inputs():
+            if n in sp.assets():
+                inputs.append(self.getdatabyname(n).close)
+            else:
+                inputs.append(signals.lines[7 + signals.names.index(n)])
         self.target = TargetWeights(
             *inputs, spec=self.p.spec, sparams=sp, input_names=tuple(sp.inputs())
         )
+        self._wlines = [self.target.lines[j] for j in range(len(self.assets))]
         self._lag = 0 if ex.fill == "same_close" else 1
         self._costs = CostModel(ex.commission.percent, ex.commission.per_share, ex.slippage.percent)
         self._lot = ex.lot_size if ex.sizing == "integer" else None
@@ -150,17 +194,20 @@ class TargetWeightStrategy(bt.Strategy):
         self.fills: list[tuple] = []
         self.problems: list[str] = []
         self.decisions = 0
-        self.broker_values: list[float] = []
+        self._traded_at_open = False
+        self.broker_values: list[tuple[int, float]] = []  # (bar, value) cross-check marks
 
     # -- hooks -------------------------------------------------------------------------------
     def next_open(self):
         if self.p.execution.fill == "next_open":
-            self._rebalance(use_open=True)
+            self._traded_at_open = self._rebalance(use_open=True)
 
     def next(self):
         if self.p.execution.fill != "next_open":
             self._rebalance(use_open=False)
-        self.broker_values.append(self.broker.getvalue())
+        elif self._traded_at_open:  # mark the close after an open fill, for the ledger check
+            self._traded_at_open = False
+            self.broker_values.append((len(self) - 1, self.broker.getvalue()))
 
     def notify_order(self, order):
         if order.status in (order.Submitted, order.Accepted):
@@ -186,31 +233,32 @@ class TargetWeightStrategy(bt.Strategy):
             warnings.warn(ExecutionWarning(msg), stacklevel=2)
 
     # -- the rebalance -------------------------------------------------------------------------
-    def _rebalance(self, use_open: bool):
+    def _rebalance(self, use_open: bool) -> bool:
+        """Trade to the current target if it changed; True when orders were submitted."""
         lag = self._lag
         if len(self) <= lag:
-            return
-        k = len(self.assets)
-        w = np.array([self.target.lines[j][-lag] for j in range(k)], dtype=np.float64)
-        if np.isnan(w).all():
-            return  # no decision yet (warm-up)
-        w = np.nan_to_num(w)
-        if self.p.execution.rebalance == "on_change" and self._last_target is not None:
-            if np.array_equal(w, self._last_target):
-                return
+            return False
+        w = tuple(line[-lag] for line in self._wlines)
+        if all(x != x for x in w):
+            return False  # no decision yet (warm-up)
+        w = tuple(x if x == x else 0.0 for x in w)
+        if self.p.execution.rebalance == "on_change" and w == self._last_target:
+            return False
         if self.pending:
             msg = f"{len(self.pending)} orders still pending at {self.datetime.date(0)}; skipped"
             self.problems.append(msg)
             warnings.warn(ExecutionWarning(msg), stacklevel=2)
-            return
+            return False
         self.decisions += 1
         self._last_target = w
+        if not use_open:  # cross-check point for the ledger (value before this bar's orders)
+            self.broker_values.append((len(self) - 1, self.broker.getvalue()))
         prices = np.array(
             [(d.open[0] if use_open else d.close[0]) for d in self.assets], dtype=np.float64
         )
         holdings = np.array([self.getposition(d).size for d in self.assets], dtype=np.float64)
         delta = order_sizes(
-            w,
+            np.array(w),
             holdings,
             self.broker.getcash(),
             prices,
@@ -228,3 +276,7 @@ class TargetWeightStrategy(bt.Strategy):
                 data=data, size=abs(size), exectype=bt.Order.Market
             )
             self.pending[order.ref] = order
+        return bool(self.pending)
+
+    def stop(self):
+        self.broker_values.append((len(self) - 1, self.broker.getvalue()))

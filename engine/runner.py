@@ -16,7 +16,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from engine.bt import ArrayFeed, PercentPerShareCommission, TargetWeightStrategy
+from engine.bt import ArrayFeed, PercentPerShareCommission, SignalFeed, TargetWeightStrategy
 from engine.config import BacktestConfig
 from engine.errors import EngineError, LookAheadWarning
 from engine.market import Market, build_market
@@ -97,9 +97,13 @@ def run_backtest(
             commission=ex.commission.percent, per_share=ex.commission.per_share
         )
     )
-    names = list(dict.fromkeys(list(params.assets()) + list(params.inputs())))
-    for n in names:
+    assets = list(params.assets())
+    for n in assets:
         cerebro.adddata(ArrayFeed(frame=market.frames[n]), name=n)
+    signal_names = [n for n in dict.fromkeys(params.inputs()) if n not in assets]
+    if signal_names:
+        signals = pd.DataFrame({n: market.frames[n]["close"] for n in signal_names})
+        cerebro.adddata(SignalFeed(frame=signals), name="signals")
     cerebro.addstrategy(TargetWeightStrategy, spec=spec, sparams=params, execution=ex)
     strat = cerebro.run()[0]
 
@@ -130,17 +134,19 @@ def _collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
     equity = values.sum(axis=1) + cash
     equity.name = "equity"
 
-    # cross-check against the broker's own marks (see module docstring)
-    broker = pd.Series(strat.broker_values, index=cal[-len(strat.broker_values) :])
+    # cross-check against the broker's own marks (see module docstring): at each mark the broker
+    # has booked every fill dated before the marked bar (and, for next_open, on it)
+    marks = pd.Series(dict(strat.broker_values))
     same_bar = cfg.execution.fill != "next_open"
-    fill_days = pd.DatetimeIndex(tx["date"].unique()) if same_bar else pd.DatetimeIndex([])
-    check = broker.index.difference(fill_days)
-    diff = (equity.reindex(check) - broker.reindex(check)).abs() / broker.reindex(check).abs()
-    if len(diff) and float(diff.max()) > LEDGER_RTOL:
-        worst = diff.idxmax()
+    fill_bars = {cal.get_loc(d) for d in tx["date"]} if same_bar else set()
+    marks = marks[[b not in fill_bars for b in marks.index]]
+    ledger = equity.to_numpy()[marks.index.to_numpy(dtype=int)]
+    rel = np.abs(ledger - marks.to_numpy()) / np.abs(marks.to_numpy())
+    if len(rel) and float(rel.max()) > LEDGER_RTOL:
+        i = int(marks.index[int(rel.argmax())])
         raise EngineError(
-            f"internal ledger mismatch on {worst:%Y-%m-%d}: fills give {equity[worst]:.6f}, "
-            f"broker {broker[worst]:.6f}; please report this with the config"
+            f"internal ledger mismatch on {cal[i]:%Y-%m-%d}: fills give {equity.iloc[i]:.6f}, "
+            f"broker {marks[i]:.6f}; please report this with the config"
         )
 
     returns = equity.pct_change()

@@ -1,0 +1,219 @@
+"""The backtest spine end to end on the embedded market: no look-ahead, identical results under
+backtrader's run modes, determinism, ledger vs broker, and the README quickstart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import strategies
+from engine.config import config_from_mapping
+from engine.market import Market
+from engine.report import write_run
+from engine.runner import prepare_market, run_backtest
+
+REPO = Path(__file__).resolve().parents[1]
+SHORT = {"synthetic": {"seed": 11, "start": "2008-01-02", "end": "2010-12-31"}}
+
+
+def cfg_for(name: str, fill: str = "next_close", **execution):
+    return config_from_mapping(
+        {
+            "name": f"t_{name}_{fill}",
+            "strategy": {"name": name},
+            "data": SHORT,
+            "execution": {"fill": fill, **execution},
+            "report": {"tearsheet": False, "plots": False},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def markets():
+    return {n: prepare_market(cfg_for(n)) for n in strategies.names()}
+
+
+def perturb_after(market: Market, t: int, seed: int) -> Market:
+    """Replace every value after bar t (prices and signals) with different positive numbers."""
+    rng = np.random.default_rng(seed)
+    frames = {}
+    for name, f in market.frames.items():
+        g = f.copy()
+        tail = g.iloc[t + 1 :]
+        factor = rng.uniform(0.5, 1.5, size=(len(tail), 1))
+        g.iloc[t + 1 :] = tail.to_numpy() * factor
+        frames[name] = g
+    return Market(market.calendar, frames, market.tradable, market.source, market.notes)
+
+
+@pytest.mark.parametrize("fill", ["next_close", "next_open"])
+@pytest.mark.parametrize("name", strategies.names())
+@given(t=st.integers(120, 700), seed=st.integers(0, 2**16))
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_no_look_ahead(markets, name, fill, t, seed):
+    """Changing any data after bar t leaves every position (and equity) up to t unchanged."""
+    cfg = cfg_for(name, fill, commission={"percent": 0.001}, slippage={"percent": 0.0005})
+    base = run_backtest(cfg, market=markets[name])
+    other = run_backtest(cfg, market=perturb_after(markets[name], t, seed))
+    pd.testing.assert_frame_equal(base.holdings.iloc[: t + 1], other.holdings.iloc[: t + 1])
+    pd.testing.assert_series_equal(base.equity.iloc[: t + 1], other.equity.iloc[: t + 1])
+    # and the orders filled on bar t were decided before bar t
+    before = base.transactions[base.transactions["date"] <= base.equity.index[t]]
+    after = other.transactions[other.transactions["date"] <= base.equity.index[t]]
+    pd.testing.assert_frame_equal(before.reset_index(drop=True), after.reset_index(drop=True))
+
+
+def test_same_close_is_flagged_and_does_look_ahead(markets):
+    """same_close trades on the close it observes: changing bar t's close can change the trade
+    filled at bar t. It is warned about and labelled in the metrics."""
+    from engine.errors import LookAheadWarning
+
+    cfg = cfg_for("vratio", "same_close")
+    with pytest.warns(LookAheadWarning):
+        res = run_backtest(cfg, market=markets["vratio"])
+    assert res.metrics["look_ahead"] is True
+    assert "LOOK-AHEAD" in res.metrics["fill"]
+    # the first trade date: bar t's own signal decided it
+    t = res.equity.index.get_loc(res.transactions["date"].iloc[0])
+    w = res.weights.to_numpy()
+    assert not np.array_equal(np.nan_to_num(w[t]), np.nan_to_num(w[t - 1])) or t == 0
+
+
+@pytest.mark.parametrize("name", strategies.names())
+def test_run_modes_identical(markets, name):
+    """Indicator values and results are identical under runonce/preload combinations."""
+    cfg = cfg_for(name)
+    ref = run_backtest(cfg, market=markets[name], runonce=True, preload=True)
+    for runonce, preload in ((False, True), (False, False)):
+        other = run_backtest(cfg, market=markets[name], runonce=runonce, preload=preload)
+        np.testing.assert_array_equal(ref.weights.to_numpy(), other.weights.to_numpy())
+        pd.testing.assert_series_equal(ref.equity, other.equity)
+        pd.testing.assert_frame_equal(ref.transactions, other.transactions)
+
+
+@pytest.mark.parametrize("fill", ["next_close", "next_open", "same_close"])
+def test_fill_timing(markets, fill):
+    """A decision on bar t fills at t+1's close / t+1's open / t's close."""
+    import warnings
+
+    cfg = cfg_for("vratio", fill)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = run_backtest(cfg, market=markets["vratio"])
+    m = markets["vratio"]
+    w = np.nan_to_num(res.weights.to_numpy())
+    changes = np.flatnonzero(np.any(np.diff(w, axis=0) != 0, axis=1)) + 1  # bars t with new target
+    lag = 0 if fill == "same_close" else 1
+    fill_bars = sorted({res.equity.index.get_loc(d) for d in res.transactions["date"]})
+    expected = sorted({c + lag for c in changes if c + lag < len(w)})
+    assert fill_bars == expected
+    col = "open" if fill == "next_open" else "close"
+    for _, row in res.transactions.iterrows():
+        assert row["price"] == pytest.approx(m.frames[row["symbol"]].loc[row["date"], col])
+
+
+def test_integer_lots_and_costs(markets):
+    cfg = cfg_for(
+        "vratio",
+        sizing="integer",
+        lot_size=100,
+        commission={"percent": 0.002, "per_share": 0.01},
+        slippage={"percent": 0.001},
+    )
+    res = run_backtest(cfg, market=markets["vratio"])
+    assert (res.transactions["size"] % 100 == 0).all()
+    assert (res.positions["cash"] >= -1e-9).all()
+    assert res.transactions["commission"].gt(0).all()
+    assert not res.problems
+
+
+def test_buy_and_hold_matches_price_path(markets):
+    """Holding one asset with no costs: equity grows exactly with its price after the fill."""
+    res = run_backtest(cfg_for("buy_and_hold"), market=markets["buy_and_hold"])
+    px = markets["buy_and_hold"].frames["xiv"]["close"]
+    first = res.transactions["date"].iloc[0]
+    growth = res.equity.loc[first:] / res.equity.loc[first]
+    np.testing.assert_allclose(growth, px.loc[first:] / px.loc[first], rtol=1e-9)
+    assert len(res.transactions) == 1
+
+
+def test_determinism(tmp_path):
+    """Two runs of the same config give byte-identical outputs."""
+    cfg = cfg_for("vrp")
+    outs = []
+    for i in range(2):
+        res = run_backtest(cfg)
+        outs.append(write_run(res, tmp_path / str(i)))
+    for name in (
+        "metrics.json",
+        "returns.csv",
+        "positions.csv",
+        "transactions.csv",
+        "weights.csv",
+        "config.yaml",
+    ):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+
+
+def test_results_folder_contents(tmp_path):
+    cfg = config_from_mapping({"name": "full", "strategy": {"name": "vratio"}, "data": SHORT})
+    out = write_run(run_backtest(cfg), tmp_path)
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "returns.csv",
+        "positions.csv",
+        "transactions.csv",
+        "equity.png",
+        "tearsheet.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "cagr",
+        "annual_volatility",
+        "sharpe",
+        "sortino",
+        "max_drawdown",
+        "calmar",
+        "turnover",
+        "trades",
+        "exposure",
+        "fill",
+        "rule",
+    ):
+        assert key in metrics
+    assert metrics["fill"] == "next_close"
+    returns = pd.read_csv(out / "returns.csv", comment="#", index_col=0, parse_dates=True)
+    assert len(returns) == metrics["bars"]
+
+
+def test_readme_quickstart_command(tmp_path):
+    """The README's first command (after installation) runs and prints the metrics table."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "run_backtest.py"),
+            str(REPO / "configs" / "vratio.yaml"),
+            "--out",
+            str(tmp_path),
+            "--no-tearsheet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "CAGR" in proc.stdout and "Sharpe" in proc.stdout
+    assert (tmp_path / "vratio" / "metrics.json").exists()
