@@ -16,7 +16,6 @@ import time
 import warnings
 
 import backtrader as bt
-import pandas as pd
 
 from engine.config import config_from_mapping
 from engine.market import Market
