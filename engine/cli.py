@@ -1,25 +1,46 @@
 """Command-line entry: parse, configure logging, validate configs, run, write outputs.
 
+``run_backtest.py CONFIG.yaml [...]`` runs backtests (the default command). Other capabilities
+are subcommands, each a module exposing ``main(argv) -> int`` and imported only when used:
+
+    run_backtest.py compare A.yaml B.yaml ...   comparison report of several configs
+    run_backtest.py sweep SWEEP.yaml            parameter sweep / walk-forward
+    run_backtest.py vix --preset ...            VIX / iVIX history from option chains
+    run_backtest.py futures ... | etn ...       VIX futures curve / ETN reconstruction
+    run_backtest.py datasets                    list the dataset catalogue
+
 Errors the user can fix (bad config, missing or malformed data) print one message and exit with
-status 2; ``--debug`` shows the traceback instead.
+status 2; ``--debug`` (anywhere on the command line) shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
 
-from engine.errors import EngineError
+from engine.errors import ConfigError, EngineError
 
 log = logging.getLogger("engine")
 
+# subcommand -> module with ``main(argv: list[str]) -> int``
+SUBCOMMANDS = {
+    "compare": "engine.compare",
+    "sweep": "engine.sweep.cli",
+    "vix": "engine.vix_cli",
+    "futures": "engine.futures_cli",
+    "etn": "engine.futures_cli",
+    "datasets": "engine.cli",
+}
 
-def _parser() -> argparse.ArgumentParser:
+
+def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="run_backtest.py",
-        description="Run YAML-configured volatility strategy backtests on backtrader.",
+        description="Run YAML-configured volatility strategy backtests on backtrader. "
+        f"Subcommands: {', '.join(SUBCOMMANDS)} (run_backtest.py SUBCOMMAND --help).",
     )
     p.add_argument("configs", nargs="+", type=Path, help="one or more YAML config files")
     p.add_argument("--compare", action="store_true", help="also write a comparison report")
@@ -30,16 +51,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
+        level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     logging.captureWarnings(True)
     try:
-        return _run(args)
+        if argv and argv[0] in SUBCOMMANDS:
+            if argv[0] == "datasets":
+                return _datasets(argv[1:])
+            module = importlib.import_module(SUBCOMMANDS[argv[0]])
+            return int(module.main(argv))
+        return run_configs(_run_parser().parse_args(argv))
     except EngineError as exc:
-        if args.debug:
+        if debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -48,18 +75,23 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run(args) -> int:
+def load_configs(paths) -> list:
+    """Validate every file before running any; names must be distinct."""
     from engine.config import load_config
-    from engine.report import format_table, write_comparison, write_run
-    from engine.runner import run_backtest
 
-    configs = [load_config(p) for p in args.configs]  # validate every file before running any
+    configs = [load_config(p) for p in paths]
     names = [c.name for c in configs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        from engine.errors import ConfigError
-
         raise ConfigError(f"several configs share the name {dupes}; give each a distinct `name`")
+    return configs
+
+
+def run_configs(args) -> int:
+    from engine.report import format_table, write_comparison, write_run
+    from engine.runner import run_backtest
+
+    configs = load_configs(args.configs)
     results = []
     for cfg in configs:
         if args.no_tearsheet:
@@ -75,4 +107,20 @@ def _run(args) -> int:
         out_dir = (args.out or configs[0].report.out_dir) / "comparison"
         folder = write_comparison(results, out_dir)
         print(f"\ncomparison in {folder}")
+    return 0
+
+
+def _datasets(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="run_backtest.py datasets", description="List the datasets configs can name."
+    )
+    p.add_argument("--root", type=Path, help="data root to check for files")
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args(argv)
+    from data.catalogue import list_datasets, search_roots
+
+    roots = search_roots(args.root)
+    print("search roots: " + ", ".join(str(r) for r in roots))
+    for line in list_datasets():
+        print(line)
     return 0
