@@ -235,10 +235,12 @@ class TargetWeightStrategy(bt.Strategy):
     # -- the rebalance -------------------------------------------------------------------------
     def _rebalance(self, use_open: bool) -> bool:
         """Trade to the current target if it changed; True when orders were submitted."""
-        lag = self._lag
-        if len(self) <= lag:
+        # In next_open (cheat-on-open) backtrader has advanced the feeds but not yet this
+        # strategy's indicators, so ``line[0]`` is still the previous bar's decision.
+        ago = 0 if use_open else -self._lag
+        if len(self) <= (0 if use_open else self._lag):
             return False
-        w = tuple(line[-lag] for line in self._wlines)
+        w = tuple(line[ago] for line in self._wlines)
         if all(x != x for x in w):
             return False  # no decision yet (warm-up)
         w = tuple(x if x == x else 0.0 for x in w)

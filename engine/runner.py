@@ -141,7 +141,9 @@ def _collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
     fill_bars = {cal.get_loc(d) for d in tx["date"]} if same_bar else set()
     marks = marks[[b not in fill_bars for b in marks.index]]
     ledger = equity.to_numpy()[marks.index.to_numpy(dtype=int)]
-    rel = np.abs(ledger - marks.to_numpy()) / np.abs(marks.to_numpy())
+    # rounding scales with the money that has moved through the book, not with a near-zero equity
+    scale = np.maximum(np.abs(marks.to_numpy()), cfg.execution.initial_cash)
+    rel = np.abs(ledger - marks.to_numpy()) / scale
     if len(rel) and float(rel.max()) > LEDGER_RTOL:
         i = int(marks.index[int(rel.argmax())])
         raise EngineError(

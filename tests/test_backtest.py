@@ -89,10 +89,12 @@ def test_same_close_is_flagged_and_does_look_ahead(markets):
     assert not np.array_equal(np.nan_to_num(w[t]), np.nan_to_num(w[t - 1])) or t == 0
 
 
+@pytest.mark.filterwarnings("ignore::engine.errors.LookAheadWarning")
+@pytest.mark.parametrize("fill", ["next_close", "next_open", "same_close"])
 @pytest.mark.parametrize("name", strategies.names())
-def test_run_modes_identical(markets, name):
+def test_run_modes_identical(markets, name, fill):
     """Indicator values and results are identical under runonce/preload combinations."""
-    cfg = cfg_for(name)
+    cfg = cfg_for(name, fill)
     ref = run_backtest(cfg, market=markets[name], runonce=True, preload=True)
     for runonce, preload in ((False, True), (False, False)):
         other = run_backtest(cfg, market=markets[name], runonce=runonce, preload=preload)
