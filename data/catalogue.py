@@ -59,6 +59,9 @@ class DatasetSpec:
     end: str
     notes: str = ""
 
+    def __str__(self) -> str:
+        return f"{self.name:<10} {self.kind:<8} {self.start}..{self.end}  {self.description}"
+
 
 class SearchRoots(list[Path]):
     """The existing search roots in priority order; ``candidates`` keeps every root considered
@@ -249,9 +252,11 @@ _SPECS = (
     DatasetSpec(
         "etf50_qfq", "tradable", ("china_50etf/510050_daily_qfq_forward_adjusted__zsh-a.csv",),
         partial(_etf50, adjusted=True),
-        "510050.SH SSE 50 ETF, forward-adjusted (qfq, to 2024-05-31)", "2010-05-31",
+        "510050.SH SSE 50 ETF, dividend-adjusted (file labelled qfq)", "2010-05-31",
         "2024-05-31",
-        "Dividend-adjusted: use for total-return backtests of the ETF itself.",
+        "Use for dividend-inclusive backtests of the ETF itself. Despite the qfq label the "
+        "prices are the unadjusted ones plus the cash dividends paid since 2010 (additive, "
+        "anchored at the start), so levels are not traded prices after 2010-11-16.",
     ),
 )
 # fmt: on

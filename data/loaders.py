@@ -1164,11 +1164,14 @@ def load_510050(
 
     ``adjusted=False``: the unadjusted TDX export with header
     ``datetime,open,high,low,close,volume,amount,pre_close`` (use it with option strikes;
-    ``pre_close`` is NaN before 2018-10-08). ``adjusted=True``: the forward-adjusted (qfq)
-    export without a header, ``YYYY/MM/DD,open,high,low,close,volume,amount`` (use it for
-    total-return backtests). A headerless file with ``adjusted=False`` is refused (it is the
-    qfq layout). ``attrs['adjusted']`` records the flag. Row policies as in the module
-    docstring.
+    ``pre_close`` is NaN before 2018-10-08). ``adjusted=True``: the dividend-adjusted export
+    without a header, ``YYYY/MM/DD,open,high,low,close,volume,amount``. The shared copy is
+    labelled qfq (forward-adjusted) but its prices are the unadjusted ones plus the cash
+    dividends paid since 2010 (an additive, backward adjustment: equal to the unadjusted price
+    before the first ex-date 2010-11-16, +0.026 .. +0.054 CNY on each ex-date); its returns
+    include dividends, its levels are not traded prices. A headerless file with
+    ``adjusted=False`` is refused (it is the adjusted layout). ``attrs['adjusted']`` records
+    the flag. Row policies as in the module docstring.
     """
     table = _read_table(path, names=_QFQ_NAMES)
     if not adjusted and not table.has_header:
