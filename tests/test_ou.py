@@ -41,9 +41,13 @@ def _alpha_beta(p: ou.OUParams, gamma: float, tau):
     )
 
 
-def _scaled_residual(lhs, rhs, p: ou.OUParams):
-    """ODE residual in the dimensionless units alpha eta^2/k, beta/(1 + |theta| + |c'|), tau k."""
-    return np.abs(lhs - rhs) / p.k
+def _five_point_derivative(p: ou.OUParams, gamma: float, tau, step: float):
+    """d(alpha, beta)/dtau by the fourth-order central stencil (finite differences only)."""
+    values = [_alpha_beta(p, gamma, tau + j * step) for j in (-2, -1, 1, 2)]
+    weights = (1.0, -8.0, 8.0, -1.0)
+    return tuple(
+        sum(w * v[i] for w, v in zip(weights, values, strict=True)) / (12 * step) for i in (0, 1)
+    )
 
 
 def _eq25_beta(tau, p: ou.OUParams, gamma: float):
@@ -75,17 +79,15 @@ def test_alpha_equals_references_closed_form():
 
 
 def test_alpha_beta_finite_difference_ode_residuals():
-    """Central differences of the closed forms satisfy ODEs (A), (B): max residual <= 1e-6."""
+    """Finite differences of the closed forms satisfy ODEs (A), (B): max residual <= 1e-6."""
     worst_alpha = worst_beta = 0.0
     for p in PARAM_GRID:
         for gamma in GAMMAS:
-            step = 1e-5 / p.k
-            a_up, b_up = _alpha_beta(p, gamma, TAUS + step)
-            a_dn, b_dn = _alpha_beta(p, gamma, TAUS - step)
-            alpha, beta = _alpha_beta(p, gamma, TAUS)
+            step = 1e-3 * math.sqrt(1 - gamma) / p.k  # 1e-3 of the fastest time scale g/k
+            tau = TAUS + 2 * step  # keep the stencil at tau >= 0
+            d_alpha, d_beta = _five_point_derivative(p, gamma, tau, step)
+            alpha, beta = _alpha_beta(p, gamma, tau)
             rhs = ou.control_ode_rhs(alpha, beta, p, gamma)
-            d_alpha = (a_up - a_dn) / (2 * step)
-            d_beta = (b_up - b_dn) / (2 * step)
             # alpha scales like k/eta^2: residual in units of k^2/eta^2 per unit k tau.
             res_a = np.abs(d_alpha - rhs[0]) * p.eta**2 / p.k**2
             res_b = np.abs(d_beta - rhs[1]) / (p.k * (1 + abs(p.theta) * p.k / p.eta**2))
@@ -583,7 +585,24 @@ def _stationary_z(sim):
     return (sim.log_spread - p.theta) / (p.eta / math.sqrt(2 * p.k))
 
 
-def run_utility_mc(gamma: float, n_paths: int = 1000, seed: int = 2008) -> MCResult:
+def _se(values: np.ndarray) -> float:
+    """Standard error of the mean; NaN when some value is infinite (a ruined path, U = -inf)."""
+    if not np.isfinite(values).all():
+        return math.nan
+    return float(values.std(ddof=1) / math.sqrt(values.size))
+
+
+def _paired_gain(u_opt: np.ndarray, u_rule: np.ndarray) -> tuple[float, float]:
+    """Mean and SE of U(optimal) - U(rule) per path; +inf (SE NaN) if only the rule is ruined."""
+    if np.isfinite(u_opt).all() and not np.isfinite(u_rule).all():
+        return math.inf, math.nan
+    gain = u_opt - u_rule
+    return float(gain.mean()), _se(gain)
+
+
+def run_utility_mc(
+    gamma: float, n_paths: int = 10_000, seed: int = 2008, n_train: int = 1000
+) -> MCResult:
     """Optimal h* vs the gamma = 0 weight, the gamma-scaled myopic weight and a z-score rule.
 
     All rules know the true parameters (the z-score uses the stationary mean and sd). The
@@ -592,7 +611,7 @@ def run_utility_mc(gamma: float, n_paths: int = 1000, seed: int = 2008) -> MCRes
     """
     tau = MC_STEPS * DT - np.arange(MC_STEPS + 1) * DT
     rng = np.random.default_rng(seed)
-    train = ou.simulate_pair(MC_PARAMS, MC_STEPS, DT, rng, n_paths=n_paths)
+    train = ou.simulate_pair(MC_PARAMS, MC_STEPS, DT, rng, n_paths=n_train)
     z_train = _stationary_z(train)
     scores = {
         (entry, w): _terminal_utility(
@@ -616,15 +635,15 @@ def run_utility_mc(gamma: float, n_paths: int = 1000, seed: int = 2008) -> MCRes
     utils, ruined = {}, {}
     for name, w in rules.items():
         utils[name], ruined[name] = _terminal_utility(test, w, gamma)
-    root_n = math.sqrt(n_paths)
-    diffs = {name: utils["optimal"] - u for name, u in utils.items() if name != "optimal"}
+    diffs = {name: _paired_gain(utils["optimal"], u) for name, u in utils.items()}
+    del diffs["optimal"]
     return MCResult(
         gamma,
         n_paths,
         {n: float(u.mean()) for n, u in utils.items()},
-        {n: float(u.std(ddof=1) / root_n) for n, u in utils.items()},
-        {n: float(d.mean()) for n, d in diffs.items()},
-        {n: float(d.std(ddof=1) / root_n) for n, d in diffs.items()},
+        {n: _se(u) for n, u in utils.items()},
+        {n: d[0] for n, d in diffs.items()},
+        {n: d[1] for n, d in diffs.items()},
         entry,
         float(weight),
         ruined,
@@ -633,12 +652,19 @@ def run_utility_mc(gamma: float, n_paths: int = 1000, seed: int = 2008) -> MCRes
 
 @pytest.mark.parametrize("gamma", [-0.5, 0.5])
 def test_optimal_control_beats_myopic_and_zscore_in_expected_utility(gamma):
-    """Paired over the same 1,000 paths: E[U] gain > 3 standard errors of the paired mean."""
+    """Paired over the same 10,000 paths: E[U] gain > 3 standard errors of the paired mean.
+
+    At gamma = -0.5 the gamma = 0 weight overbets by a factor 1.5 and, with daily rebalancing,
+    occasionally loses everything (U = -inf); that also counts as beaten (see the report).
+    """
     res = run_utility_mc(gamma)
     if gamma <= 0:  # U(0) = -inf: a ruined path would make E[U] = -inf
-        assert not any(res.ruined.values())
+        assert res.ruined["optimal"] == 0
     for rule in ("gamma0", "zscore"):
-        assert res.mean_diff[rule] > 3 * res.se_diff[rule], (rule, res)
+        if res.mean_diff[rule] == math.inf:  # the rule ruined a path: E[U] = -inf < E[U*]
+            assert res.ruined[rule] > 0 and math.isfinite(res.mean_utility["optimal"])
+        else:
+            assert res.mean_diff[rule] > 3 * res.se_diff[rule], (rule, res)
     # hedging demand (alpha, beta) helps on average too; reported, asserted only as >= -2 SE
     assert res.mean_diff["myopic_scaled"] > -2 * res.se_diff["myopic_scaled"]
 
