@@ -15,6 +15,7 @@ import functools
 import logging
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,8 +47,27 @@ def _synthetic_frames(seed: int, start, end) -> dict[str, pd.DataFrame]:
     return market_frames(seed=seed, start=str(start), end=str(end))
 
 
+def data_roots(data_cfg: DataConfig):
+    """Search roots for real files: an explicit ``data.root`` is the only root (no silent
+    fallback); otherwise ``$VOLBT_DATA_ROOT`` then ``../shared/data``."""
+    from data.catalogue import SearchRoots, search_roots
+
+    if data_cfg.root is None:
+        return search_roots()
+    root = Path(data_cfg.root).expanduser().resolve()
+    return SearchRoots([root] if root.is_dir() else [], [("config data.root", root)])
+
+
+@functools.lru_cache(maxsize=64)
+def _load_file_backed(name: str, files_key: tuple, roots: tuple) -> pd.DataFrame:
+    from data.catalogue import load_dataset
+
+    return load_dataset(name, roots=[Path(r) for r in roots])
+
+
 def load_raw(name: str, data_cfg: DataConfig) -> pd.DataFrame:
-    """One dataset as loaded (before alignment), from the configured source."""
+    """One dataset as loaded (before alignment), from the configured source. Real files are
+    cached in-process, keyed by their paths and modification times."""
     if data_cfg.source == "synthetic":
         syn = data_cfg.synthetic
         frames = _synthetic_frames(syn.seed, syn.start, syn.end)
@@ -57,10 +77,13 @@ def load_raw(name: str, data_cfg: DataConfig) -> pd.DataFrame:
                 f"{', '.join(sorted(frames))} (or set data.source: shared)"
             )
         return frames[name]
-    from data.catalogue import load_dataset, search_roots
+    from data.catalogue import dataset_spec, resolve_files
 
-    roots = search_roots(data_cfg.root)
-    return load_dataset(name, roots=roots)
+    roots = data_roots(data_cfg)
+    paths = resolve_files(dataset_spec(name), roots)
+    files_key = tuple((str(p), p.stat().st_mtime_ns) for p in paths)
+    root_of_first = next(r for r in roots if (Path(r) / dataset_spec(name).files[0]).is_file())
+    return _load_file_backed(name, files_key, (str(root_of_first),))
 
 
 def _calendar(data_cfg: DataConfig, raw: dict, tradable: tuple[str, ...]) -> pd.DatetimeIndex:

@@ -8,6 +8,8 @@ Per run: ``config.yaml`` (resolved), ``metrics.json``, ``returns.csv``, ``positi
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import warnings
@@ -109,7 +111,9 @@ def plot_equity(result: BacktestResult, path: Path) -> None:
 def plot_tearsheet(result: BacktestResult, path: Path) -> None:
     """pyfolio-reloaded's returns tear sheet (third-party deprecation noise is contained here)."""
     plt = _pyplot()
-    with warnings.catch_warnings():
+    # pyfolio prints its tables through IPython.display (to stdout) and emits pandas/matplotlib
+    # deprecation warnings of its own; both are contained here
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         pf = require_extra("pyfolio", "dev")
         fig = pf.create_returns_tear_sheet(result.returns, return_fig=True)

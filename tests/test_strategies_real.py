@@ -92,7 +92,7 @@ def test_roll_yield_signal(shared_data):
 def test_momentum_signal(shared_data):
     market, w = engine_weights(real("momentum", shared_data))
     rets = pd.DataFrame({a: market.frames[a]["close"].pct_change(83) for a in ("xiv", "vxx")})
-    best = rets.idxmax(axis=1)
+    best = rets.fillna(-np.inf).idxmax(axis=1)
     expected = pd.DataFrame(0.0, index=rets.index, columns=rets.columns)
     for a in rets.columns:
         expected[a] = ((best == a) & (rets.max(axis=1) > 0)).astype(float)
