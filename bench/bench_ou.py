@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.loaders import load_yahoo_ohlcv
 from engine.calculators import ou
 from engine.errors import NotMeanRevertingWarning
 
@@ -26,15 +27,13 @@ DT = 1.0 / ou.TRADING_DAYS_PER_YEAR
 WINDOW = 252  # one trading year of transitions
 GAMMA = -1.0
 TAU_YEARS = 1.0  # rolling horizon of fixed length
+LEGS = (("A", "GLD"), ("B", "GDX"))  # X = ln GLD - ln GDX
 
 
 def load_pair(folder: Path) -> pd.DataFrame:
     """GLD (A) and GDX (B) adjusted closes, inner-joined, 2007-2019."""
-    cols = {}
-    for leg, name in (("A", "GLD"), ("B", "GDX")):
-        frame = pd.read_csv(folder / f"{name}.csv", parse_dates=["Date"], index_col="Date")
-        cols[leg] = frame["Adj Close"].astype(float)
-    return pd.concat(cols, axis=1, join="inner").loc["2007":"2019"]
+    legs = {leg: load_yahoo_ohlcv(folder / f"{name}.csv")["adj_close"] for leg, name in LEGS}
+    return pd.concat(legs, axis=1, join="inner").loc["2007":"2019"]
 
 
 def fast(prices: pd.DataFrame, window: int | None, method: str) -> pd.DataFrame:

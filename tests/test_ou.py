@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, optimize, stats
 
+from data.loaders import load_yahoo_ohlcv
 from engine.calculators import ou
 from engine.errors import ConfigError, DataError, NotMeanRevertingWarning
 
@@ -672,17 +673,13 @@ def test_optimal_control_beats_myopic_and_zscore_in_expected_utility(gamma):
 # ------------------------------------------------------------------------------------------
 # Real data: GLD/GDX rolling estimation 2007-2019 and h* for every bar
 # ------------------------------------------------------------------------------------------
-def _read_adj_close(path) -> pd.Series:
-    """Small local Yahoo CSV read (Date, ..., Adj Close) until data.loaders lands."""
-    frame = pd.read_csv(path, parse_dates=["Date"], index_col="Date")
-    return frame["Adj Close"].astype(float)
+LEGS = (("A", "GLD"), ("B", "GDX"))
 
 
 def load_gld_gdx(folder) -> pd.DataFrame:
-    gld = _read_adj_close(folder / "GLD.csv")
-    gdx = _read_adj_close(folder / "GDX.csv")
-    both = pd.concat({"A": gld, "B": gdx}, axis=1, join="inner").loc["2007":"2019"]
-    return both
+    """GLD (A) and GDX (B) adjusted closes (PROVENANCE: use Adj Close for returns), 2007-2019."""
+    legs = {leg: load_yahoo_ohlcv(folder / f"{name}.csv")["adj_close"] for leg, name in LEGS}
+    return pd.concat(legs, axis=1, join="inner").loc["2007":"2019"]
 
 
 @pytest.mark.shared_data
