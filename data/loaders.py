@@ -56,6 +56,7 @@ STANDARD_COLUMNS = ("open", "high", "low", "close", "volume")
 """Columns every single-instrument frame carries, in this order."""
 
 BadRange = Literal["drop", "nan", "raise"]
+AmbiguousOrder = Literal["raise", "day_first", "month_first"]
 SplitsArg = Literal["infer"] | Sequence["Split | tuple[object, float]"] | None
 
 _MISSING_TOKENS = frozenset({"", "null", "nan", "na", "n/a", "#n/a", "none", "nat"})
@@ -321,7 +322,7 @@ def _group(text: pd.Series, pattern: str, group: int) -> pd.Series:
 
 
 def _day_month_order(
-    text: pd.Series, lines: np.ndarray, source: str, column: str
+    text: pd.Series, lines: np.ndarray, source: str, column: str, ambiguous: AmbiguousOrder
 ) -> tuple[pd.Series, pd.Series, pd.Series]:
     """(year, month, day) of D/M/YYYY-or-M/D/YYYY strings: a field above 12 decides."""
     first, second, year = (_group(text, _DAY_MONTH_RE, g) for g in (1, 3, 4))
@@ -339,9 +340,12 @@ def _day_month_order(
     if day_first.any():
         logger.debug("%s: dates read as %s", source, day_month)
         return year, second, first
-    if month_first.any():
+    if month_first.any() or ambiguous == "month_first":
         logger.debug("%s: dates read as %s", source, month_day)
         return year, first, second
+    if ambiguous == "day_first":
+        logger.debug("%s: dates read as %s", source, day_month)
+        return year, second, first
     raise DataError(
         f"{source}: column {column!r}: the dates are ambiguous: no day or month field exceeds "
         f"12 in any of the {len(text)} rows ({text.iloc[0]!r} .. {text.iloc[-1]!r}), so "
@@ -364,6 +368,7 @@ def parse_dates(
     source: str = "dates",
     lines: np.ndarray | None = None,
     column: str = "date",
+    ambiguous: AmbiguousOrder = "raise",
 ) -> pd.DatetimeIndex:
     """Parse date strings of one file into a normalised ``datetime64[ns]`` index.
 
@@ -372,9 +377,10 @@ def parse_dates(
     with a 4-digit year (``D/M/YYYY`` or ``M/D/YYYY``, any of ``/ - .``). For the latter a first
     field above 12 anywhere in the file means DD/MM/YYYY, a second field above 12 means
     MM/DD/YYYY; a file where neither happens is ambiguous and needs ``date_format=``
-    ('%d/%m/%Y' or '%m/%d/%Y'). Mixed layouts, unparseable and impossible dates raise
-    :class:`DataError` naming ``source``, the line and ``column``. A leading/trailing ``*``
-    (Cboe footnote marker) and blanks are stripped.
+    ('%d/%m/%Y' or '%m/%d/%Y'), unless ``ambiguous`` names the order a known source always
+    uses ("month_first" for Cboe's US dates, "day_first"). Mixed layouts, unparseable and
+    impossible dates raise :class:`DataError` naming ``source``, the line and ``column``. A
+    leading/trailing ``*`` (Cboe footnote marker) and blanks are stripped.
     """
     text = pd.Series(values, dtype="str").reset_index(drop=True)
     text = text.str.strip().str.strip("*").str.strip()
@@ -418,7 +424,7 @@ def parse_dates(
         )
     pattern = _DATE_LAYOUTS[present[0][0]]
     if pattern == _DAY_MONTH_RE:
-        year, month, day = _day_month_order(text, lines, source, column)
+        year, month, day = _day_month_order(text, lines, source, column, ambiguous)
     else:
         year, month, day = (_group(text, pattern, g) for g in (1, 2, 3))
     parsed = pd.to_datetime(
@@ -450,6 +456,7 @@ def _assemble(
     extras: bool = False,
     text_columns: Sequence[str] = (),
     price_columns: Iterable[str] = _PRICE_COLUMNS,
+    ambiguous: AmbiguousOrder = "raise",
 ) -> pd.DataFrame:
     """Build the validated, sorted frame from ``table``.
 
@@ -466,6 +473,7 @@ def _assemble(
         source=table.label,
         lines=table.lines,
         column=table.original.get(date_col) or date_col,
+        ambiguous=ambiguous,
     )
     data: dict[str, np.ndarray] = {}
     for out, src in columns.items():
@@ -640,7 +648,9 @@ def load_cboe_index(
     file (``attrs['layout'] = 'cboe_new'``) and the old ``*dailyprices.csv`` files with
     disclaimer/title/footnote lines above the header, an unnamed or ``Date`` column, mixed
     ``12/4/2007``/``10/06/2014`` dates, ``*4/20/2011`` footnote dates and values with a leading
-    space (``'cboe_old'``). Values are index points (15.04 = 15.04 % annualised), not decimals.
+    space (``'cboe_old'``). Cboe writes US dates: a file whose day/month fields are all <= 12
+    (a short excerpt) is read month-first; ``date_format=`` overrides. Values are index points
+    (15.04 = 15.04 % annualised), not decimals.
 
     Policy: rows without a close are dropped with a warning; rows with a close but empty
     open/high/low (VIX9D before 2013-11-19, VIX6M before 2013-11-27) are kept with NaN there, so
@@ -662,6 +672,7 @@ def load_cboe_index(
         date_format=date_format,
         acknowledged=acknowledged,
         bad_range=bad_range,
+        ambiguous="month_first",
     )
     new_layout = not table.preamble and table.original.get("date") == "DATE"
     frame.attrs["layout"] = "cboe_new" if new_layout else "cboe_old"

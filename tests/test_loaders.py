@@ -577,6 +577,18 @@ def test_old_cboe_layout_constructed(tmp_path):
         L.load_cboe_index(_write(tmp_path, bad, "old.csv"))
 
 
+def test_short_cboe_excerpt_reads_us_dates(tmp_path):
+    text = "DATE,OPEN,HIGH,LOW,CLOSE\n01/02/2020,12,13,11,12.5\n01/03/2020,12.5,14,12,13.5\n"
+    path = _write(tmp_path, text, "VIX_excerpt.csv")
+    frame = L.load_cboe_index(path)  # every field <= 12: Cboe's month-first convention
+    assert list(frame.index) == list(pd.to_datetime(["2020-01-02", "2020-01-03"]))
+    assert frame.attrs["layout"] == "cboe_new"
+    with pytest.raises(DataError, match="ambiguous"):
+        L.load_yahoo_ohlcv(path)  # no such convention for Yahoo-style files
+    day_first = L.load_cboe_index(path, date_format="%d/%m/%Y")
+    assert day_first.index[0] == pd.Timestamp("2020-02-01")
+
+
 def test_layout_errors(tmp_path):
     with pytest.raises(DataNotFoundError, match="no such data file"):
         L.load_yahoo_ohlcv(tmp_path / "missing.csv")
