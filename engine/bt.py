@@ -122,16 +122,16 @@ class TargetWeights(bt.Indicator):
     """
 
     lines = tuple(f"w{i}" for i in range(MAX_ASSETS))
-    params = (("spec", None), ("sparams", None), ("input_names", ()))
+    params = (("plan", None), ("input_names", ()))
 
     def __init__(self):
-        self._k = len(self.p.sparams.assets())
+        self._k = len(self.p.plan.assets())
         if self._k > MAX_ASSETS:
             raise ValueError(f"at most {MAX_ASSETS} assets per strategy, got {self._k}")
 
     def _compute(self, arrays) -> np.ndarray:
         inputs = dict(zip(self.p.input_names, arrays, strict=True))
-        return self.p.spec.weights(inputs, self.p.sparams)
+        return self.p.plan.weights(inputs)
 
     def next(self):
         n = len(self.datas[0])
@@ -169,22 +169,23 @@ class TargetWeightStrategy(bt.Strategy):
     tracked until the broker reports them; no order is overwritten or resubmitted within a bar.
     """
 
-    params = (("spec", None), ("sparams", None), ("execution", None))
+    params = (("plan", None), ("execution", None), ("data_cfg", None))
 
     def __init__(self):
-        sp = self.p.sparams
+        plan = self.p.plan
         ex = self.p.execution
-        self.assets = [self.getdatabyname(n) for n in sp.assets()]
+        assets = plan.assets()
+        self.assets = [self.getdatabyname(n) for n in assets]
         signals = next((d for d in self.datas if isinstance(d, SignalFeed)), None)
         inputs = []
-        for n in sp.inputs():
-            if n in sp.assets():
+        for n in plan.inputs():
+            if n in assets:
                 inputs.append(self.getdatabyname(n).close)
+            elif "@" in n:
+                inputs.append(self._chain_line(n))
             else:
                 inputs.append(signals.lines[7 + signals.names.index(n)])
-        self.target = TargetWeights(
-            *inputs, spec=self.p.spec, sparams=sp, input_names=tuple(sp.inputs())
-        )
+        self.target = TargetWeights(*inputs, plan=plan, input_names=plan.inputs())
         self._wlines = [self.target.lines[j] for j in range(len(self.assets))]
         self._lag = 0 if ex.fill == "same_close" else 1
         self._costs = CostModel(ex.commission.percent, ex.commission.per_share, ex.slippage.percent)
@@ -196,6 +197,22 @@ class TargetWeightStrategy(bt.Strategy):
         self.decisions = 0
         self._traded_at_open = False
         self.broker_values: list[tuple[int, float]] = []  # (bar, value) cross-check marks
+
+    def _chain_line(self, name: str):
+        """The line of the chain indicator computing ``column@chain`` on its option-chain feed
+        (one indicator per chain series, shared by the inputs that use it)."""
+        from engine.bt_options import ChainIndicator, OptionChainFeed
+        from engine.chainseries import parse_input
+
+        spec, column, chain = parse_input(name)
+        feed = next(
+            d for d in self.datas if isinstance(d, OptionChainFeed) and d.p.chain_name == chain.name
+        )
+        cache = self.__dict__.setdefault("_chain_indicators", {})
+        key = (spec.name, chain.name)
+        if key not in cache:
+            cache[key] = ChainIndicator.for_spec(spec)(feed)
+        return cache[key].lines[spec.columns.index(column)]
 
     # -- hooks -------------------------------------------------------------------------------
     def next_open(self):

@@ -101,6 +101,13 @@ class StrategyConfig(_Model):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class FilterConfig(BaseModel):
+    """One entry of ``filters:``: ``type`` plus that filter type's own keys."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+
+
 class ReportConfig(_Model):
     out_dir: Path = Path("results")
     tearsheet: bool = Field(True, description="write the pyfolio returns tear sheet PNG")
@@ -110,6 +117,7 @@ class ReportConfig(_Model):
 class BacktestConfig(_Model):
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     strategy: StrategyConfig
+    filters: tuple[FilterConfig, ...] = ()
     data: DataConfig = DataConfig()
     execution: ExecutionConfig = ExecutionConfig()
     report: ReportConfig = ReportConfig()
@@ -123,10 +131,25 @@ class BacktestConfig(_Model):
     def params(self) -> StrategyParams:
         return _strategy_params(self.strategy)
 
+    @property
+    def filter_params(self) -> tuple:
+        return tuple(_filter_params(f) for f in self.filters)
+
+    @property
+    def plan(self):
+        """The strategy's decision with its filters (what the executors evaluate)."""
+        from engine.decision import DecisionPlan
+
+        return DecisionPlan(self.spec, self.params, self.filter_params)
+
     def resolved(self) -> dict:
         """The config with every default filled in (strategy params included), YAML-ready."""
         out = self.model_dump(mode="json", exclude={"source_file"})
         out["strategy"]["params"] = self.params.model_dump(mode="json")
+        out["filters"] = [
+            {"type": f.type, **p.model_dump(mode="json")}
+            for f, p in zip(self.filters, self.filter_params, strict=True)
+        ]
         return out
 
     def with_overrides(self, **updates) -> BacktestConfig:
@@ -143,6 +166,13 @@ class BacktestConfig(_Model):
 
 def _strategy_params(sc: StrategyConfig) -> StrategyParams:
     return strategies.get(sc.name).make_params(sc.params)
+
+
+def _filter_params(fc: FilterConfig):
+    from engine.filters import get_filter
+
+    values = {k: v for k, v in (fc.model_extra or {}).items()}
+    return get_filter(fc.type).params_model(**values)
 
 
 # --------------------------------------------------------------------------- errors
@@ -217,6 +247,17 @@ def config_from_mapping(raw: Mapping, source: Path | str | None = None) -> Backt
         spec.make_params(cfg.strategy.params)
     except ValidationError as exc:
         _raise_validation(exc, spec.params_model, source, prefix=("strategy", "params"))
+    from engine.filters import get_filter
+
+    for i, fc in enumerate(cfg.filters):
+        try:
+            model = get_filter(fc.type).params_model
+        except ConfigError as exc:
+            raise ConfigError(f"{where}filters.{i}.type: {exc}") from None
+        try:
+            _filter_params(fc)
+        except ValidationError as exc:
+            _raise_validation(exc, model, source, prefix=("filters", i))
     return cfg
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine.chainseries import compute_series, is_chain_input
 from engine.config import DataConfig
 from engine.errors import ConfigError, DataError, DataQualityWarning
 
@@ -84,6 +85,18 @@ def load_raw(name: str, data_cfg: DataConfig) -> pd.DataFrame:
     files_key = tuple((str(p), p.stat().st_mtime_ns) for p in paths)
     root_of_first = next(r for r in roots if (Path(r) / dataset_spec(name).files[0]).is_file())
     return _load_file_backed(name, files_key, (str(root_of_first),))
+
+
+def _chain_frame(name: str, data_cfg: DataConfig) -> pd.DataFrame:
+    """A chain-derived series (``column@chain``) as a close-only frame."""
+    series = compute_series(name, data_cfg)
+    frame = pd.DataFrame(
+        index=pd.DatetimeIndex(series.index, name="date"),
+        columns=list(PRICE_COLUMNS),
+        dtype=np.float64,
+    )
+    frame["close"] = series.to_numpy(dtype=np.float64)
+    return frame
 
 
 def _calendar(data_cfg: DataConfig, raw: dict, tradable: tuple[str, ...]) -> pd.DatetimeIndex:
@@ -164,7 +177,9 @@ def build_market(
 ) -> Market:
     """Load every dataset named and align it on the tradables' common calendar."""
     names = tuple(dict.fromkeys(tuple(tradable) + tuple(signals)))
-    raw = {n: load_raw(n, data_cfg) for n in names}
+    raw = {
+        n: _chain_frame(n, data_cfg) if is_chain_input(n) else load_raw(n, data_cfg) for n in names
+    }
     calendar = _calendar(data_cfg, raw, tuple(tradable))
     notes: list[str] = []
     frames = {n: _tradable_frame(n, raw[n], calendar, need_open) for n in tradable}

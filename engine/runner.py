@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from engine.bt import ArrayFeed, PercentPerShareCommission, SignalFeed, TargetWeightStrategy
+from engine.chainseries import is_chain_input, parse_input
 from engine.config import BacktestConfig
 from engine.errors import EngineError, LookAheadWarning
 from engine.market import Market, build_market
@@ -46,11 +47,11 @@ class BacktestResult:
 
 
 def prepare_market(cfg: BacktestConfig) -> Market:
-    params = cfg.params
+    plan = cfg.plan
     return build_market(
         cfg.data,
-        tuple(params.assets()),
-        tuple(params.inputs()),
+        plan.assets(),
+        plan.inputs(),
         need_open=cfg.execution.fill == "next_open",
     )
 
@@ -63,8 +64,7 @@ def run_backtest(
     preload: bool = True,
 ) -> BacktestResult:
     """Run ``cfg`` on backtrader and return the ledger-based result."""
-    spec = cfg.spec
-    params = cfg.params
+    plan = cfg.plan
     ex = cfg.execution
     if ex.look_ahead:
         warnings.warn(
@@ -97,22 +97,38 @@ def run_backtest(
             commission=ex.commission.percent, per_share=ex.commission.per_share
         )
     )
-    assets = list(params.assets())
+    assets = list(plan.assets())
     for n in assets:
-        cerebro.adddata(ArrayFeed(frame=market.frames[n]), name=n)
-    signal_names = [n for n in dict.fromkeys(params.inputs()) if n not in assets]
+        cerebro.adddata(_asset_feed(n, plan, cfg, market), name=n)
+    signal_names = [n for n in plan.inputs() if n not in assets and not is_chain_input(n)]
     if signal_names:
         signals = pd.DataFrame({n: market.frames[n]["close"] for n in signal_names})
         cerebro.adddata(SignalFeed(frame=signals), name="signals")
-    cerebro.addstrategy(TargetWeightStrategy, spec=spec, sparams=params, execution=ex)
+    cerebro.addstrategy(TargetWeightStrategy, plan=plan, execution=ex, data_cfg=cfg.data)
     strat = cerebro.run()[0]
 
     return _collect(cfg, market, strat)
 
 
+def _asset_feed(name: str, plan, cfg: BacktestConfig, market: Market):
+    """A price feed for a traded asset; an option-chain feed when some input is derived from a
+    chain on this asset."""
+    chains = {parse_input(n)[2] for n in plan.inputs() if is_chain_input(n)}
+    for chain in chains:
+        if chain.underlying == name:
+            from engine.bt_options import OptionChainFeed
+            from engine.chainseries import load_chain
+
+            chain_df, context = load_chain(chain.name, cfg.data)
+            return OptionChainFeed(
+                frame=market.frames[name], chain=chain_df, context=context, chain_name=chain.name
+            )
+    return ArrayFeed(frame=market.frames[name])
+
+
 def _collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
-    params = cfg.params
-    assets = list(params.assets())
+    plan = cfg.plan
+    assets = list(plan.assets())
     cal = market.calendar
     closes = pd.DataFrame({a: market.frames[a]["close"] for a in assets}, index=cal)
 
@@ -167,7 +183,7 @@ def _collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
     metrics.update(
         {
             "strategy": cfg.strategy.name,
-            "rule": params.describe(),
+            "rule": plan.describe(),
             "fill": cfg.execution.fill_label(),
             "look_ahead": cfg.execution.look_ahead,
             "data_source": market.source,

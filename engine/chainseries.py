@@ -1,0 +1,159 @@
+"""Series derived from option chains (iVIX, risk-neutral moments, anomaly aggregates), usable as
+strategy or filter inputs by name.
+
+An input name of the form ``"<column>@<chain dataset>"`` (e.g. ``"ivix30@etf50_options"``) means
+"the daily ``column`` computed from that chain dataset". Two registries connect the pieces:
+
+* :data:`CHAIN_DATASETS`: a chain dataset's loaders (real files / embedded market) and the
+  dataset name of its underlying (the instrument the option-chain feed prices);
+* :data:`SERIES`: a column name → the :class:`ChainSeriesSpec` computing it.
+
+``spec.compute(chain, context)`` is a pure, vectorised function over a whole chain history
+returning a frame indexed by trade date. The backtrader ``ChainIndicator`` (``engine.bt_options``)
+calls the same function over the whole chain (runonce) or over the last ``lookback_days`` + 1
+dates (next), so both modes agree, and the market builder calls it once to give the decision
+function the identical series.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from engine.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ChainContext:
+    """What a chain computation may need besides the chain: rates, the data source."""
+
+    source: str  # "synthetic" | "shared"
+    rates: Any = 0.0  # constant decimal rate, or a rates frame (e.g. SHIBOR) for the calculator
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChainDatasetSpec:
+    name: str
+    underlying: str  # dataset name of the underlying's bars (the traded instrument)
+    load_shared: Callable[[Any], tuple[pd.DataFrame, ChainContext]]  # roots -> chain, context
+    load_synthetic: Callable[[int, Any, Any], tuple[pd.DataFrame, ChainContext]] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ChainSeriesSpec:
+    name: str
+    columns: tuple[str, ...]
+    compute: Callable[[pd.DataFrame, ChainContext], pd.DataFrame]
+    lookback_days: int = 0  # earlier trade dates a value needs besides its own
+    description: str = ""
+
+
+CHAIN_DATASETS: dict[str, ChainDatasetSpec] = {}
+SERIES: dict[str, ChainSeriesSpec] = {}  # keyed by column name
+
+
+def register_chain_dataset(spec: ChainDatasetSpec) -> ChainDatasetSpec:
+    CHAIN_DATASETS[spec.name] = spec
+    return spec
+
+
+def register_series(spec: ChainSeriesSpec) -> ChainSeriesSpec:
+    for col in spec.columns:
+        if col in SERIES and SERIES[col] is not spec:
+            raise ValueError(f"chain series column {col!r} is already registered")
+        SERIES[col] = spec
+    return spec
+
+
+def is_chain_input(name: str) -> bool:
+    return "@" in name
+
+
+def parse_input(name: str) -> tuple[ChainSeriesSpec, str, ChainDatasetSpec]:
+    """``"ivix30@etf50_options"`` → (series spec, column, chain dataset spec)."""
+    _ensure_registered()
+    column, _, chain = name.partition("@")
+    if column not in SERIES:
+        raise ConfigError(
+            f"unknown chain series {column!r} in {name!r}; valid: {', '.join(sorted(SERIES))}"
+        )
+    if chain not in CHAIN_DATASETS:
+        raise ConfigError(
+            f"unknown option-chain dataset {chain!r} in {name!r}; valid: "
+            f"{', '.join(sorted(CHAIN_DATASETS)) or '(none registered)'}"
+        )
+    return SERIES[column], column, CHAIN_DATASETS[chain]
+
+
+def _ensure_registered() -> None:
+    """Import the modules that register chain datasets and series (explicit, not at import of
+    this module, to keep the calculators' heavy imports lazy)."""
+    import importlib
+
+    for module in REGISTERING_MODULES:
+        importlib.import_module(module)
+
+
+# modules whose import registers chain datasets / series (appended by each capability)
+REGISTERING_MODULES: list[str] = []
+
+
+def load_chain(chain: str, data_cfg) -> tuple[pd.DataFrame, ChainContext]:
+    """The whole chain history of ``chain`` from the configured source (cached in-process)."""
+    _ensure_registered()
+    spec = CHAIN_DATASETS.get(chain)
+    if spec is None:
+        raise ConfigError(
+            f"unknown option-chain dataset {chain!r}; valid: {sorted(CHAIN_DATASETS)}"
+        )
+    if data_cfg.source == "synthetic":
+        if spec.load_synthetic is None:
+            raise ConfigError(
+                f"option-chain dataset {chain!r} has no embedded version; use data.source: shared"
+            )
+        syn = data_cfg.synthetic
+        return _cached_synthetic(chain, syn.seed, str(syn.start), str(syn.end))
+    from engine.market import data_roots
+
+    roots = tuple(str(r) for r in data_roots(data_cfg))
+    return _cached_shared(chain, roots)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_synthetic(chain: str, seed: int, start: str, end: str):
+    return CHAIN_DATASETS[chain].load_synthetic(seed, start, end)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_shared(chain: str, roots: tuple[str, ...]):
+    from pathlib import Path
+
+    from data.catalogue import SearchRoots
+
+    paths = [Path(r) for r in roots]
+    return CHAIN_DATASETS[chain].load_shared(SearchRoots(paths, [("root", p) for p in paths]))
+
+
+def compute_series(name: str, data_cfg) -> pd.Series:
+    """The daily series for a chain input name, over the chain's whole history."""
+    spec, column, chain_spec = parse_input(name)
+    frame = _series_frame(spec.name, chain_spec.name, data_cfg)
+    return frame[column]
+
+
+_SERIES_CACHE: dict[tuple, pd.DataFrame] = {}
+
+
+def _series_frame(series: str, chain: str, data_cfg) -> pd.DataFrame:
+    key = (series, chain, data_cfg.model_dump_json())
+    if key not in _SERIES_CACHE:
+        chain_df, context = load_chain(chain, data_cfg)
+        spec = next(s for s in SERIES.values() if s.name == series)
+        _SERIES_CACHE[key] = spec.compute(chain_df, context)
+    return _SERIES_CACHE[key]
