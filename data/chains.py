@@ -250,8 +250,10 @@ class ChainPolicy:
       strike, priced within 0.002 CNY of each other, i.e. the same per-unit payoff), kept
       ``"first"``, all ``"drop"``-ped, or ``"error"`` raises;
     * ``adjusted``: dividend-adjusted contracts are kept (``"keep"``), dropped (``"drop"``), or
-      ``"prefer_standard"``: dropped in a (trade_date, expiry) group that has at least one
-      standard strike priced on both the call and the put side, kept where the group has none.
+      ``"prefer_standard"``: dropped where a priced standard contract of the same (trade_date,
+      expiry, cp) lies within half a strike step of the adjusted strike (it only duplicates a
+      standard strike), kept where it fills a gap or extends the strike range. Their prices are
+      per ETF unit like standard ones, so a kept adjusted strike is a valid point of the strip.
     """
 
     drop_crossed: bool = True
@@ -274,11 +276,22 @@ class ChainPolicy:
             )
 
 
+def sse_grid_step(strike: np.ndarray | pd.Series) -> np.ndarray:
+    """SSE 50ETF strike step (CNY) at each strike: 0.05 up to 3, 0.1 up to 5, 0.25 up to 10."""
+    milli = np.rint(np.asarray(strike, dtype=float) * 1000.0)
+    step = np.full(milli.shape, float(_SSE_GRID_MILLI_ABOVE))
+    for upper, s in reversed(_SSE_GRID_MILLI):
+        step = np.where(milli <= upper, float(s), step)
+    return step / 1000.0
+
+
 def adjusted_drop_mask(df: pd.DataFrame, mode: AdjustedMode) -> np.ndarray:
     """Rows the adjusted-contract policy ``mode`` removes (see :class:`ChainPolicy`).
 
-    Vectorised: one groupby over (trade_date, expiry) decides whether a group has a standard
-    strike priced on both sides.
+    ``"prefer_standard"``: an adjusted row is dropped when a priced standard contract of the
+    same (trade_date, expiry, cp) lies within half a strike step (SSE grid) of its strike, i.e.
+    the adjusted contract only duplicates a standard strike; adjusted strikes that fill gaps or
+    extend the range are kept. Vectorised with one ``merge_asof`` (nearest standard strike).
     """
     n = len(df)
     if mode == "keep" or "adjusted" not in df.columns or n == 0:
@@ -288,19 +301,29 @@ def adjusted_drop_mask(df: pd.DataFrame, mode: AdjustedMode) -> np.ndarray:
         return adjusted
     if mode != "prefer_standard":
         raise DataError(f"adjusted={mode!r} is not a policy; use 'prefer_standard', 'keep', 'drop'")
-    prices = _price_columns(df)
+    if not adjusted.any():
+        return adjusted
     priced = np.zeros(n, dtype=bool)
-    for c in prices:
+    for c in _price_columns(df):
         priced |= np.isfinite(df[c].to_numpy(dtype=float, na_value=np.nan))
-    std = df.loc[~adjusted & priced, ["trade_date", "expiry", "strike", "cp"]]
-    both = std.groupby(["trade_date", "expiry", "strike"], sort=False)["cp"].nunique() == 2
-    groups = both[both].reset_index()[["trade_date", "expiry"]].drop_duplicates()
-    has_std = (
-        pd.MultiIndex.from_frame(df[["trade_date", "expiry"]])
-        .isin(pd.MultiIndex.from_frame(groups))
-        .astype(bool)
+    # integer key of (trade_date, expiry, cp): days since the epoch fit in 5 decimal digits
+    td_day = df["trade_date"].to_numpy(dtype="datetime64[D]").astype(np.int64)
+    ex_day = df["expiry"].to_numpy(dtype="datetime64[D]").astype(np.int64)
+    is_call = (df["cp"] == "C").to_numpy(dtype=bool, na_value=False)
+    gid = (td_day * 100_000 + ex_day) * 2 + is_call
+    frame = pd.DataFrame({"gid": gid, "strike": df["strike"].to_numpy(dtype=float)})
+    frame["row"] = np.arange(n)
+    std = frame.loc[~adjusted & priced].rename(columns={"row": "std_row"})
+    std = std.assign(std_strike=std["strike"]).sort_values("strike", kind="stable")
+    adj = frame.loc[adjusted].sort_values("strike", kind="stable")
+    near = pd.merge_asof(
+        adj, std[["strike", "gid", "std_strike"]], on="strike", by="gid", direction="nearest"
     )
-    return adjusted & has_std
+    dist = np.abs(near["strike"].to_numpy() - near["std_strike"].to_numpy(dtype=float))
+    covered = dist < 0.5 * sse_grid_step(near["strike"].to_numpy()) + 1e-9
+    out = np.zeros(n, dtype=bool)
+    out[near["row"].to_numpy()[covered]] = True
+    return out
 
 
 def _merge_duplicates(df: pd.DataFrame, mode: DuplicateMode) -> tuple[pd.DataFrame, int]:

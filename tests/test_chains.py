@@ -269,8 +269,8 @@ def _bad_chain() -> pd.DataFrame:
         (td, "C", "2019-12-20", 100.0, 1.0, 1.1, False),  # expired
         (td, "C", "2020-02-01", 110.0, 0.5, 0.6, False),  # duplicate pair
         (td, "C", "2020-02-01", 110.0, 0.7, 0.8, False),
-        (td, "C", "2020-02-01", 101.3, 1.5, 1.6, True),  # adjusted, standard strikes exist
-        (td, "C", "2020-03-01", 101.3, 1.5, 1.6, True),  # adjusted, no standard in group
+        (td, "C", "2020-02-01", 100.1, 1.5, 1.6, True),  # adjusted, duplicates standard 100
+        (td, "C", "2020-03-01", 101.3, 1.5, 1.6, True),  # adjusted, no standard near it
     ]
     df = pd.DataFrame(rows, columns=["trade_date", "cp", "expiry", "strike", "bid", "ask", "adj"])
     df = df.rename(columns={"adj": "adjusted"})
@@ -303,12 +303,11 @@ def test_apply_policy_drops_with_warning_and_overrides():
         assert part in msg
     merged = out.loc[out["strike"] == 110.0]
     assert len(merged) == 1 and merged["bid"].iloc[0] == pytest.approx(0.6)
-    # prefer_standard drops the adjusted row only where the group has a standard strike with
-    # both legs priced: in the 2020-02-01 group strike 100 has a call and a (crossed) put ->
-    # keep crossed rows so that the group qualifies
+    # prefer_standard drops the adjusted call at 100.1 (a priced standard call at 100 is within
+    # half a strike step) and keeps the one at 101.3 in a group without standard strikes
     with pytest.warns(DataQualityWarning, match=r"adjusted \(prefer_standard\): 1"):
-        out2 = apply_policy(df, rep, drop_crossed=False, adjusted="prefer_standard")
-    assert out2.loc[out2["adjusted"], "expiry"].tolist() == [pd.Timestamp("2020-03-01")]
+        out2 = apply_policy(df, rep, adjusted="prefer_standard")
+    assert out2.loc[out2["adjusted"], "strike"].tolist() == [101.3]
     with pytest.raises(DataError, match="duplicate key"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataQualityWarning)
