@@ -24,6 +24,7 @@ from data.chains import (
     load_spx_quote_table,
     load_whitepaper_2009,
     load_whitepaper_2019,
+    write_partitioned,
 )
 from data.rates import load_shibor
 from engine.calculators.vix import (
@@ -33,6 +34,7 @@ from engine.calculators.vix import (
     SSE_IVIX,
     VixMethod,
     compute_vix,
+    compute_vix_partitioned,
     get_method,
     interpolate_vix,
     option_price,
@@ -634,3 +636,20 @@ def test_kernel_matches_reference_on_real_50etf_days(etf_chain, shibor):
         assert t.sigma2 == pytest.approx(ref[0], rel=1e-10)
         checked += 1
     assert checked > 80
+
+
+def test_partitioned_history_equals_in_memory(etf_chain, shibor, tmp_path):
+    pytest.importorskip("pyarrow")
+    chain = etf_chain[etf_chain["trade_date"].between("2016-11-01", "2017-01-31")]
+    write_partitioned(chain, tmp_path / "etf", by="month")
+    full = compute_vix(chain, "sse_ivix", shibor)
+    part = compute_vix_partitioned(tmp_path / "etf", "sse_ivix", shibor, start="2016-12-01")
+    want = full.index.loc["2016-12-01":]
+    pd.testing.assert_frame_equal(part.index, want, check_freq=False)
+    dist = pytest.importorskip("dask.distributed")
+    with dist.Client(processes=False, n_workers=1, threads_per_worker=2) as client:
+        on_dask = compute_vix_partitioned(
+            tmp_path / "etf", "sse_ivix", shibor, start="2016-12-01", client=client
+        )
+    pd.testing.assert_frame_equal(on_dask.index, want, check_freq=False)
+    assert len(on_dask.terms) == int((full.terms["trade_date"] >= "2016-12-01").sum())
