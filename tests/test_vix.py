@@ -184,7 +184,11 @@ def test_whitepaper_2019_terms_golden(shared_data):
         assert term.sigma2 == pytest.approx(e["sigma2"], abs=1e-8)
         # K0 row: average of the call and the put mids (not the call twice)
         k0_row = term.strip.loc[term.strip["side"] == "P/C"].iloc[0]
+        at_k0 = wp.chain[(wp.chain["expiry"] == expiry) & (wp.chain["strike"] == 1960.0)]
+        mids = ((at_k0["bid"] + at_k0["ask"]) / 2).to_numpy()
         assert k0_row["strike"] == 1960.0
+        assert k0_row["price"] == pytest.approx(mids.mean(), abs=1e-12)
+        assert abs(mids[0] - mids[1]) > 0.5  # the seed's call-twice bug would differ
     # PROVENANCE.md recomputation (not the paper): 146 near / 122 next options in the strip
     near = vix_term(wp.chain[wp.chain["expiry"] == min(wp.rates_cc)], 0.0683486, 0.000305)
     assert len(near.strip) == 146
