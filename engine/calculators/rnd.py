@@ -67,7 +67,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 SPREAD_CLIP = 4.0
 # Weights below this (after the solve) are numerical zeros of the active set and are set to 0.
 _WEIGHT_ZERO = 1e-12
-# Active-set stopping rule: bound multipliers >= -_KKT_TOL x scale (scale = max|M| (|r| + |M|)).
+# Active-set stopping rule: bound multipliers >= -_KKT_TOL x scale (scale = max|M| (|r| + |M|_F)).
 _KKT_TOL = 1e-12
 # A finish whose relative KKT violation exceeds this is reported 'inaccurate' (and warned).
 _KKT_ACCEPT = 1e-8
@@ -85,7 +85,9 @@ _FORWARD_METHODS = ("parity_min", "regression")
 class RNDOptions:
     """Settings of the estimator (validated once, on construction).
 
-    n_kernels: number of Gaussian kernels (grid points z_j).
+    n_kernels: largest number of Gaussian kernels (grid points z_j).
+    kernels_per_bandwidth: at most this many centres per bandwidth h (spacing >= h/2; a
+        mixture of width h gains nothing from denser centres, the QP only gets larger).
     bandwidth: ``"rule"`` (h = bandwidth_factor x median strike step, and never below the
         spacing of the kernel centres), ``"cv"`` (K-fold cross-validation over strikes among
         ``cv_factors`` x strike step), or a number in price units.
@@ -110,9 +112,10 @@ class RNDOptions:
     """
 
     n_kernels: int = 100
+    kernels_per_bandwidth: float = 2.0
     bandwidth: str | float = "rule"
     bandwidth_factor: float = 1.0
-    cv_factors: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+    cv_factors: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
     cv_folds: int = 5
     grid_pad: float = 4.0
     match_forward: bool = True
@@ -129,6 +132,10 @@ class RNDOptions:
     def __post_init__(self) -> None:
         if self.n_kernels < 3:
             raise ConfigError(f"RNDOptions.n_kernels={self.n_kernels}: use at least 3 kernels")
+        if not self.kernels_per_bandwidth > 0.0:
+            raise ConfigError(
+                f"RNDOptions.kernels_per_bandwidth={self.kernels_per_bandwidth}: must be > 0"
+            )
         self._check_bandwidth()
         if self.cv_folds < 2:
             raise ConfigError(f"RNDOptions.cv_folds={self.cv_folds}: use at least 2 folds")
@@ -173,7 +180,11 @@ class ArbitrageReport:
     monotonicity: calls non-increasing and puts non-decreasing in strike, with vertical-spread
         slopes at most the discount factor (|dC/dK|, dP/dK <= e^{-rT}).
     convexity: butterflies on consecutive strikes (non-uniform spacing) are non-negative.
-    bounds: e^{-rT} max(F - K, 0) <= C <= e^{-rT} F and e^{-rT} max(K - F, 0) <= P <= e^{-rT} K.
+    bounds: e^{-rT} max(F - K, 0) <= C <= e^{-rT} F and e^{-rT} max(K - F, 0) <= P <= e^{-rT} K
+        (F the parity forward).
+    ``*_beyond_spread``: the violations still present after allowing each price to move by
+    half its bid-ask spread (the same positions traded at bid/ask); equal to the plain counts
+    when no spreads are known (close prices).
     """
 
     n_calls: int
@@ -184,22 +195,24 @@ class ArbitrageReport:
     worst_convexity: float
     bound_violations: int
     worst_bound: float
+    monotonicity_beyond_spread: int = 0
+    convexity_beyond_spread: int = 0
+    bound_beyond_spread: int = 0
 
     @property
     def total_violations(self) -> int:
         return self.monotonicity_violations + self.convexity_violations + self.bound_violations
 
+    @property
+    def total_beyond_spread(self) -> int:
+        return (
+            self.monotonicity_beyond_spread
+            + self.convexity_beyond_spread
+            + self.bound_beyond_spread
+        )
+
     def as_dict(self) -> dict[str, float]:
-        return {
-            "n_calls": self.n_calls,
-            "n_puts": self.n_puts,
-            "monotonicity_violations": self.monotonicity_violations,
-            "worst_monotonicity": self.worst_monotonicity,
-            "convexity_violations": self.convexity_violations,
-            "worst_convexity": self.worst_convexity,
-            "bound_violations": self.bound_violations,
-            "worst_bound": self.worst_bound,
-        }
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -297,23 +310,31 @@ class RNDResult:
         return self.cdf_at(frac * self.spot)
 
     def quantiles(self, p: np.ndarray | Sequence[float] | float) -> np.ndarray:
-        """Quantiles of S_T at probabilities ``p`` in (0, 1) (bisection on the closed-form CDF)."""
+        """Quantiles of S_T at probabilities ``p`` in (0, 1): the tabulated CDF brackets each
+        root, then safeguarded Newton steps on the closed-form CDF (bisection whenever a step
+        would leave the bracket) converge to |F(q) - p| < 1e-13."""
         probs = np.atleast_1d(np.asarray(p, dtype=float))
         if np.any(~np.isfinite(probs)) or np.any(probs <= 0.0) or np.any(probs >= 1.0):
             raise ConfigError(f"quantiles: probabilities must lie in (0, 1), got {p!r}")
-        # bracket from the tabulated CDF, then bisect the closed form to machine precision
         idx = np.clip(np.searchsorted(self.cdf, probs), 1, self.grid.size - 1)
         lo = self.grid[idx - 1].copy()
         hi = self.grid[idx].copy()
         lo[self.cdf[idx - 1] >= probs] = self.grid[0] - 10.0 * self.bandwidth
         hi[self.cdf[idx] < probs] = self.grid[-1] + 10.0 * self.bandwidth
+        c_lo, c_hi = self.cdf_at(lo), self.cdf_at(hi)
+        x = lo + (hi - lo) * np.clip((probs - c_lo) / np.maximum(c_hi - c_lo, 1e-300), 0, 1)
         for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            below = self.cdf_at(mid) < probs
-            lo = np.where(below, mid, lo)
-            hi = np.where(below, hi, mid)
-        out = 0.5 * (lo + hi)
-        return out if np.ndim(p) else out.reshape(())
+            z = (x[:, None] - self.centres) / self.bandwidth
+            err = ndtr(z) @ self.weights - probs
+            if np.all(np.abs(err) < 1e-13):
+                break
+            dens = (np.exp(-0.5 * z * z) @ self.weights) * (_INV_SQRT_2PI / self.bandwidth)
+            lo = np.where(err < 0.0, x, lo)
+            hi = np.where(err < 0.0, hi, x)
+            newton = x - err / np.where(dens > 0.0, dens, np.nan)
+            inside = np.isfinite(newton) & (newton > lo) & (newton < hi)
+            x = np.where(inside, newton, 0.5 * (lo + hi))
+        return x if np.ndim(p) else x.reshape(())
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,7 +481,8 @@ def _active_set(
     sq_rho = math.sqrt(rho)
     x = np.where(x0 > _WEIGHT_ZERO, x0, 0.0)
     free = x > 0.0
-    scale = float(np.abs(m).max()) * (float(np.linalg.norm(r)) + float(np.linalg.norm(m, 2)))
+    # gradient scale: |M|_max (|r| + |M|_F) bounds |M'(M x - r)| for weights on the simplex
+    scale = float(np.abs(m).max()) * (float(np.linalg.norm(r)) + float(np.linalg.norm(m)))
     tol = _KKT_TOL * scale
     nu = np.zeros(a_eq.shape[0])
     lam = np.zeros(x.size)
@@ -553,9 +575,14 @@ def _solve_weights(
 
 
 def _centres(k_min: float, k_max: float, h: float, options: RNDOptions) -> np.ndarray:
+    """Equally spaced centres from grid_pad x h below the lowest strike (not below 0) to
+    grid_pad x h above the highest; at most n_kernels of them and at most
+    kernels_per_bandwidth per h (denser centres add nothing to a mixture of width h)."""
     lo = max(k_min - options.grid_pad * h, 0.0)
     hi = k_max + options.grid_pad * h
-    return np.linspace(lo, hi, options.n_kernels)
+    # (the 1e-9 keeps the count stable when the ratio is an integer up to rounding)
+    n = min(options.n_kernels, int((hi - lo) / h * options.kernels_per_bandwidth + 1e-9) + 1)
+    return np.linspace(lo, hi, max(n, 3))
 
 
 def _equalities(centres: np.ndarray, match_forward: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -654,24 +681,26 @@ def _arbitrage_by_group(
     forward: np.ndarray,
     discount: np.ndarray,
     n_groups: int,
+    half_spread: np.ndarray | None = None,
 ) -> list[ArbitrageReport]:
     """Static-arbitrage checks for many groups at once.  Rows must be sorted by
-    (group, is_call, strike); ``forward``/``discount`` are per row (the row's group value)."""
+    (group, is_call, strike); ``forward``/``discount``/``half_spread`` are per row."""
+    hs = np.zeros(price.size) if half_spread is None else np.nan_to_num(half_spread)
     same = (group[1:] == group[:-1]) & (is_call[1:] == is_call[:-1])
     dk = strike[1:] - strike[:-1]
     dp = price[1:] - price[:-1]
-    call_pair = is_call[:-1]
-    df_pair = discount[:-1]
     # monotone: calls fall, puts rise; vertical spreads cost at most e^{-rT} dK
-    wrong_way = np.where(call_pair, dp, -dp)
-    too_steep = np.abs(dp) - df_pair * dk
+    wrong_way = np.where(is_call[:-1], dp, -dp)
+    too_steep = np.abs(dp) - discount[:-1] * dk
     mono = np.where(same, np.maximum(wrong_way, too_steep), -np.inf)
+    mono_slack = hs[:-1] + hs[1:]
     # convexity on consecutive triples within the same (group, type)
     same3 = same[1:] & same[:-1]
     k0, k1, k2 = strike[:-2], strike[1:-1], strike[2:]
-    span = k2 - k0
-    fly = price[:-2] * (k2 - k1) / span - price[1:-1] + price[2:] * (k1 - k0) / span
+    w0, w2 = (k2 - k1) / (k2 - k0), (k1 - k0) / (k2 - k0)
+    fly = w0 * price[:-2] - price[1:-1] + w2 * price[2:]
     conv = np.where(same3, -fly, -np.inf)
+    conv_slack = w0 * hs[:-2] + hs[1:-1] + w2 * hs[2:]
     # level bounds
     intrinsic = np.where(is_call, forward - strike, strike - forward)
     lower = discount * np.maximum(intrinsic, 0.0)
@@ -680,16 +709,17 @@ def _arbitrage_by_group(
 
     tol = 1e-12 * np.maximum(forward, 1.0)
 
-    def agg(values: np.ndarray, gid: np.ndarray, tol_rows: np.ndarray):
+    def agg(values, gid, tol_rows, slack):
         bad = values > tol_rows
         counts = np.bincount(gid[bad], minlength=n_groups)
+        beyond = np.bincount(gid[values > tol_rows + slack], minlength=n_groups)
         worst = np.zeros(n_groups)
         np.maximum.at(worst, gid[bad], values[bad])
-        return counts, worst
+        return counts, worst, beyond
 
-    mono_n, mono_w = agg(mono, group[:-1], tol[:-1])
-    conv_n, conv_w = agg(conv, group[1:-1], tol[1:-1])
-    bound_n, bound_w = agg(bound, group, tol)
+    mono_n, mono_w, mono_b = agg(mono, group[:-1], tol[:-1], mono_slack)
+    conv_n, conv_w, conv_b = agg(conv, group[1:-1], tol[1:-1], conv_slack)
+    bound_n, bound_w, bound_b = agg(bound, group, tol, hs)
     n_calls = np.bincount(group[is_call], minlength=n_groups)
     n_puts = np.bincount(group[~is_call], minlength=n_groups)
     return [
@@ -702,6 +732,9 @@ def _arbitrage_by_group(
             worst_convexity=float(conv_w[g]),
             bound_violations=int(bound_n[g]),
             worst_bound=float(bound_w[g]),
+            monotonicity_beyond_spread=int(mono_b[g]),
+            convexity_beyond_spread=int(conv_b[g]),
+            bound_beyond_spread=int(bound_b[g]),
         )
         for g in range(n_groups)
     ]
@@ -715,13 +748,16 @@ def check_arbitrage(
     forward: float,
     tau_years: float,
     rate_cc: float,
+    spreads: np.ndarray | None = None,
 ) -> ArbitrageReport:
-    """Static-arbitrage diagnostics of one chain's (discounted) option prices."""
+    """Static-arbitrage diagnostics of one chain's (discounted) option prices; ``spreads``
+    (bid-ask, optional) give the ``*_beyond_spread`` counts."""
     k = np.asarray(strikes, dtype=float)
     p = np.asarray(prices, dtype=float)
     c = np.asarray(is_call, dtype=bool)
     order = np.lexsort((k, c))
     n = k.size
+    half = None if spreads is None else 0.5 * np.asarray(spreads, dtype=float)[order]
     return _arbitrage_by_group(
         np.zeros(n, dtype=np.int64),
         c[order],
@@ -730,6 +766,7 @@ def check_arbitrage(
         np.full(n, float(forward)),
         np.full(n, math.exp(-rate_cc * tau_years)),
         1,
+        half,
     )[0]
 
 
@@ -927,8 +964,9 @@ def fit_rnd(
         )
     if arbitrage is None:
         arbitrage = check_arbitrage(
-            k_abs, p_abs, calls, forward=forward, tau_years=tau_years, rate_cc=rate_cc
-        )
+            k_abs, p_abs, calls, forward=forward, tau_years=tau_years, rate_cc=rate_cc,
+            spreads=spreads,
+        )  # fmt: skip
     return _build_result(
         a, info, design, z, h, k_abs, p_abs, calls, w, forward, spot_ref, tau_years, rate_cc,
         arbitrage, diag, options,
@@ -1112,6 +1150,9 @@ class _PreparedChain:
     groups: pd.DataFrame  # one row per gid: trade_date, expiry, tau, rate, forward, spot
     arbitrage: list[ArbitrageReport]
     counts: dict
+    quote_arrays: dict = field(default_factory=dict)  # the quotes' columns as numpy arrays
+    group_arrays: dict = field(default_factory=dict)  # the groups' columns as numpy arrays
+    starts: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
 
 
 def _prepare_chain(chain: pd.DataFrame, rate_cc: RateInput, options: RNDOptions) -> _PreparedChain:
@@ -1138,42 +1179,53 @@ def _prepare_chain(chain: pd.DataFrame, rate_cc: RateInput, options: RNDOptions)
         fwd_rows,
         discount_rows,
         len(groups),
+        0.5 * quotes["spread"].to_numpy(),
     )
     is_call = quotes["is_call"].to_numpy()
     strike = quotes["strike"].to_numpy()
     otm = np.where(is_call, strike >= fwd_rows, strike < fwd_rows)
     quotes = quotes.assign(otm=otm)
-    return _PreparedChain(quotes, groups, arbitrage, counts)
+    quote_arrays = {c: quotes[c].to_numpy() for c in ("gid", "strike", "price", "spread")}
+    quote_arrays["is_call"] = is_call
+    quote_arrays["otm"] = otm
+    group_arrays = {c: groups[c].to_numpy() for c in groups.columns}
+    starts = np.searchsorted(gid, np.arange(len(groups) + 1))
+    return _PreparedChain(
+        quotes, groups, arbitrage, counts, quote_arrays, group_arrays, starts
+    )  # fmt: skip
 
 
-def _fit_group(prep: _PreparedChain, g: int, rows: pd.DataFrame, options: RNDOptions) -> RNDResult:
-    info = prep.groups.iloc[g]
-    if not info["tau_years"] > 0.0:
+def _fit_group(prep: _PreparedChain, g: int, options: RNDOptions) -> RNDResult:
+    """Fit group ``g`` of a prepared chain on its OTM quotes (numpy slices, no pandas)."""
+    grp = prep.group_arrays
+    trade_date, expiry = pd.Timestamp(grp["trade_date"][g]), pd.Timestamp(grp["expiry"][g])
+    if not grp["tau_years"][g] > 0.0:
         raise DataError(
-            f"expiry {info['expiry'].date()} is not after trade date {info['trade_date'].date()}; "
-            "drop expired series before fitting"
+            f"expiry {expiry.date()} is not after trade date {trade_date.date()}; drop expired "
+            "series before fitting"
         )
-    if not np.isfinite(info["forward"]):
+    if not np.isfinite(grp["forward"][g]):
         raise DataError(
-            f"{info['trade_date'].date()} expiry {info['expiry'].date()}: no strike has both a "
-            "call and a put price, so put-call parity gives no forward"
+            f"{trade_date.date()} expiry {expiry.date()}: no strike has both a call and a put "
+            "price, so put-call parity gives no forward"
         )
-    otm = rows[rows["otm"]]
-    spot = info["spot"] if np.isfinite(info["spot"]) else None
-    diag = {"n_otm_quotes": len(otm), **prep.counts}
-    spreads = otm["spread"].to_numpy()
+    q = prep.quote_arrays
+    rows = slice(prep.starts[g], prep.starts[g + 1])
+    otm = q["otm"][rows]
+    spreads = q["spread"][rows][otm]
+    spot = float(grp["spot"][g])
     return fit_rnd(
-        otm["strike"].to_numpy(),
-        otm["price"].to_numpy(),
-        otm["is_call"].to_numpy(),
-        tau_years=float(info["tau_years"]),
-        rate_cc=float(info["rate_cc"]),
-        forward=float(info["forward"]),
-        spot=spot,
+        q["strike"][rows][otm],
+        q["price"][rows][otm],
+        q["is_call"][rows][otm],
+        tau_years=float(grp["tau_years"][g]),
+        rate_cc=float(grp["rate_cc"][g]),
+        forward=float(grp["forward"][g]),
+        spot=spot if np.isfinite(spot) else None,
         spreads=spreads if np.isfinite(spreads).any() else None,
         options=options,
         arbitrage=prep.arbitrage[g],
-        diagnostics=diag,
+        diagnostics={"n_otm_quotes": int(otm.sum()), **prep.counts},
     )
 
 
@@ -1205,7 +1257,7 @@ def fit_rnd_chain(
             f"the chain holds {len(prep.groups)} (trade_date, expiry) pairs; pass trade_date= "
             "and expiry= to pick one, or use rnd_moments() for all of them"
         )
-    return _fit_group(prep, 0, prep.quotes, options)
+    return _fit_group(prep, 0, options)
 
 
 DEFAULT_FRACTIONS = (0.8, 0.9, 0.95)
@@ -1271,33 +1323,33 @@ def _moments_table(
     min_quotes: int,
     min_days: int,
 ) -> pd.DataFrame:
-    quotes = prep.quotes
-    starts = np.searchsorted(quotes["gid"].to_numpy(), np.arange(len(prep.groups) + 1))
-    n_otm = np.bincount(quotes["gid"].to_numpy()[quotes["otm"].to_numpy()],
-                        minlength=len(prep.groups))  # fmt: skip
+    grp = prep.group_arrays
+    n_otm = np.bincount(
+        prep.quote_arrays["gid"][prep.quote_arrays["otm"]], minlength=len(prep.groups)
+    )
     rows = []
     skipped = 0
     for g in gids:
-        info = prep.groups.iloc[g]
+        days = int(grp["days_to_expiry"][g])
         base = {
-            "trade_date": info["trade_date"],
-            "expiry": info["expiry"],
-            "days_to_expiry": int(info["days_to_expiry"]),
-            "tau_years": float(info["tau_years"]),
-            "rate_cc": float(info["rate_cc"]),
+            "trade_date": grp["trade_date"][g],
+            "expiry": grp["expiry"][g],
+            "days_to_expiry": days,
+            "tau_years": float(grp["tau_years"][g]),
+            "rate_cc": float(grp["rate_cc"][g]),
         }
         reason = None
-        if info["days_to_expiry"] < min_days:
-            reason = f"skipped: {info['days_to_expiry']} days to expiry < min_days={min_days}"
-        elif not np.isfinite(info["forward"]):
+        if days < min_days:
+            reason = f"skipped: {days} days to expiry < min_days={min_days}"
+        elif not np.isfinite(grp["forward"][g]):
             reason = "skipped: no strike with both call and put (no parity forward)"
         elif n_otm[g] < min_quotes:
             reason = f"skipped: {n_otm[g]} OTM quotes < min_quotes={min_quotes}"
         if reason is not None:
             skipped += 1
-            rows.append({**base, "forward": float(info["forward"]), "status": reason})
+            rows.append({**base, "forward": float(grp["forward"][g]), "status": reason})
             continue
-        res = _fit_group(prep, g, quotes.iloc[starts[g] : starts[g + 1]], options)
+        res = _fit_group(prep, g, options)
         rows.append({**base, **_moment_row(res, fractions, quantile_levels)})
     table = pd.DataFrame(rows)
     if skipped:
