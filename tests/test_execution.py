@@ -48,7 +48,7 @@ def test_targets_hit_without_costs(w, prices, cash):
     w = np.array(w) / max(1.0, sum(w))
     p = np.array(prices)
     d = order_sizes(w, np.zeros(2), cash, p, CostModel())
-    np.testing.assert_allclose(d * p, w * cash, rtol=1e-9)
+    np.testing.assert_allclose(d * p, w * cash, rtol=1e-9, atol=1e-12 * cash)
 
 
 def test_full_switch_with_costs_is_cash_feasible():
