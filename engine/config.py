@@ -87,6 +87,11 @@ class DataConfig(_Model):
     start: dt.date | None = None
     end: dt.date | None = None
     ffill_limit: int = Field(5, ge=0, description="max bars a signal series is carried forward")
+    etns: Literal["actual", "simulated"] = Field(
+        "actual",
+        description="real ETN prices, or ETNs reconstructed from VIX futures (datasets <name>_sim; "
+        "shared source only)",
+    )
     synthetic: SyntheticConfig = SyntheticConfig()
 
     @model_validator(mode="after")

@@ -27,6 +27,8 @@ from engine.errors import ConfigError, DataError, DataQualityWarning
 log = logging.getLogger(__name__)
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+# data.etns: simulated reads these reconstructions (from VIX futures) in place of the real ETNs
+SIMULATED_ETNS = {"xiv": "xiv_sim", "vxx": "vxx_sim"}
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,10 @@ class Market:
 @functools.lru_cache(maxsize=8)
 def _synthetic_frames(seed: int, start, end) -> dict[str, pd.DataFrame]:
     from data.synthetic import market_frames
+    from data.synthetic_pairs import pair_frames
 
-    return market_frames(seed=seed, start=str(start), end=str(end))
+    frames = market_frames(seed=seed, start=str(start), end=str(end))
+    return {**frames, **pair_frames(seed=seed, start=str(start), end=str(end))}
 
 
 def data_roots(data_cfg: DataConfig):
@@ -80,6 +84,8 @@ def load_raw(name: str, data_cfg: DataConfig) -> pd.DataFrame:
         return frames[name]
     from data.catalogue import dataset_spec, resolve_files
 
+    if data_cfg.etns == "simulated" and name in SIMULATED_ETNS:
+        name = SIMULATED_ETNS[name]
     roots = data_roots(data_cfg)
     paths = resolve_files(dataset_spec(name), roots)
     files_key = tuple((str(p), p.stat().st_mtime_ns) for p in paths)
