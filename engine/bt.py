@@ -34,65 +34,16 @@ MAX_ASSETS = 8  # weight lines available to one strategy
 MAX_SIGNALS = 8  # signal lines on the one SignalFeed
 
 
-class ArrayFeed(bt.feed.DataBase):
-    """A daily feed read from numpy arrays (about 3× faster than ``PandasData``, which reads
-    every cell through ``DataFrame.iloc``). ``frame`` needs a DatetimeIndex and float columns
-    open/high/low/close (volume optional). Missing opens make ``has_open`` False."""
+class _NumpyFeed(bt.feed.DataBase):
+    """Daily bars read from numpy arrays by a cursor (about 3x faster than ``PandasData``, which
+    reads every cell through ``DataFrame.iloc``). Subclasses fill ``_store_row(i)``."""
 
     params = (("frame", None),)
 
     def __init__(self):
         super().__init__()
-        frame: pd.DataFrame = self.p.frame
-        idx = pd.DatetimeIndex(frame.index)
+        idx = pd.DatetimeIndex(self.p.frame.index)
         self._dt = np.array([bt.date2num(d) for d in idx.to_pydatetime()], dtype=np.float64)
-        cols = {}
-        for c in ("open", "high", "low", "close", "volume"):
-            cols[c] = (
-                frame[c].to_numpy(dtype=np.float64) if c in frame else np.full(len(frame), np.nan)
-            )
-        self._cols = cols
-        self.has_open = bool(np.isfinite(cols["open"]).all())
-        self._i = 0
-
-    def start(self):
-        super().start()
-        self._i = 0
-
-    def _load(self):
-        i = self._i
-        if i >= len(self._dt):
-            return False
-        lines = self.lines
-        lines.datetime[0] = self._dt[i]
-        c = self._cols
-        lines.open[0] = c["open"][i]
-        lines.high[0] = c["high"][i]
-        lines.low[0] = c["low"][i]
-        lines.close[0] = c["close"][i]
-        lines.volume[0] = c["volume"][i]
-        lines.openinterest[0] = 0.0
-        self._i = i + 1
-        return True
-
-
-class SignalFeed(bt.feed.DataBase):
-    """Signal-only series (VIX, VIX3M, SPX, futures, ...) as the lines ``s0..s7`` of one
-    non-tradable feed. One feed for all signals keeps backtrader's per-feed, per-bar overhead
-    down; the executor never sends orders to it. ``frame`` columns become the lines in order."""
-
-    lines = tuple(f"s{i}" for i in range(MAX_SIGNALS))
-    params = (("frame", None),)
-
-    def __init__(self):
-        super().__init__()
-        frame: pd.DataFrame = self.p.frame
-        if frame.shape[1] > MAX_SIGNALS:
-            raise ValueError(f"at most {MAX_SIGNALS} signal series per run, got {frame.shape[1]}")
-        idx = pd.DatetimeIndex(frame.index)
-        self._dt = np.array([bt.date2num(d) for d in idx.to_pydatetime()], dtype=np.float64)
-        self._vals = frame.to_numpy(dtype=np.float64)
-        self.names = tuple(frame.columns)
         self._i = 0
 
     def start(self):
@@ -104,11 +55,57 @@ class SignalFeed(bt.feed.DataBase):
         if i >= len(self._dt):
             return False
         self.lines.datetime[0] = self._dt[i]
-        row = self._vals[i]
-        for j in range(len(row)):
-            self.lines[j + 7][0] = row[j]  # after datetime, OHLCV and openinterest
+        self._store_row(i)
         self._i = i + 1
         return True
+
+
+class ArrayFeed(_NumpyFeed):
+    """A tradable instrument's daily bars. ``frame`` needs float columns open/high/low/close
+    (volume optional); missing opens make ``has_open`` False."""
+
+    def __init__(self):
+        super().__init__()
+        frame: pd.DataFrame = self.p.frame
+        self._cols = {
+            c: frame[c].to_numpy(dtype=np.float64) if c in frame else np.full(len(frame), np.nan)
+            for c in ("open", "high", "low", "close", "volume")
+        }
+        self.has_open = bool(np.isfinite(self._cols["open"]).all())
+
+    def _store_row(self, i):
+        lines, c = self.lines, self._cols
+        lines.open[0] = c["open"][i]
+        lines.high[0] = c["high"][i]
+        lines.low[0] = c["low"][i]
+        lines.close[0] = c["close"][i]
+        lines.volume[0] = c["volume"][i]
+        lines.openinterest[0] = 0.0
+
+
+class SignalFeed(_NumpyFeed):
+    """Signal-only series (VIX, VIX3M, SPX, futures, ...) as the lines ``s0..s7`` of one
+    non-tradable feed. One feed for all signals keeps backtrader's per-feed, per-bar overhead
+    down; the executor never sends orders to it. ``frame`` columns become the lines in order."""
+
+    lines = tuple(f"s{i}" for i in range(MAX_SIGNALS))
+    FIRST_SIGNAL_LINE = 7  # after datetime, open, high, low, close, volume, openinterest
+
+    def __init__(self):
+        super().__init__()
+        frame: pd.DataFrame = self.p.frame
+        if frame.shape[1] > MAX_SIGNALS:
+            raise ValueError(f"at most {MAX_SIGNALS} signal series per run, got {frame.shape[1]}")
+        self._vals = frame.to_numpy(dtype=np.float64)
+        self.names = tuple(frame.columns)
+
+    def line_of(self, name: str):
+        return self.lines[self.FIRST_SIGNAL_LINE + self.names.index(name)]
+
+    def _store_row(self, i):
+        row = self._vals[i]
+        for j in range(len(row)):
+            self.lines[self.FIRST_SIGNAL_LINE + j][0] = row[j]
 
 
 class TargetWeights(bt.Indicator):
@@ -184,7 +181,7 @@ class TargetWeightStrategy(bt.Strategy):
             elif "@" in n:
                 inputs.append(self._chain_line(n))
             else:
-                inputs.append(signals.lines[7 + signals.names.index(n)])
+                inputs.append(signals.line_of(n))
         self.target = TargetWeights(*inputs, plan=plan, input_names=plan.inputs())
         self._wlines = [self.target.lines[j] for j in range(len(self.assets))]
         self._lag = 0 if ex.fill == "same_close" else 1
