@@ -10,7 +10,7 @@ import difflib
 
 from engine.errors import ConfigError
 
-from . import cooper
+from . import cooper, pairs
 from .base import StrategyParams, StrategySpec
 
 REGISTRY: dict[str, StrategySpec] = {}
@@ -85,6 +85,22 @@ register(
         cooper.StdLVixParams,
         cooper.stdlvix,
         "VRatio, holding XIV only while the stdev of log VIX is low",
+    )
+)
+register(
+    StrategySpec(
+        "ou_pairs",
+        pairs.OUPairsParams,
+        pairs.ou_pairs,
+        "optimal OU pairs weight h* (Mudchanatongsuk-Primbs-Wong 2008), rolling MLE, capped",
+    )
+)
+register(
+    StrategySpec(
+        "zscore_pairs",
+        pairs.ZScorePairsParams,
+        pairs.zscore_pairs,
+        "classic z-score threshold rule on the log spread of two legs (comparison)",
     )
 )
 
