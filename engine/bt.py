@@ -193,6 +193,7 @@ class TargetWeightStrategy(bt.Strategy):
         self.problems: list[str] = []
         self.decisions = 0
         self._traded_at_open = False
+        self.unfilled_at_end = None  # a target decided for the final close (cannot fill)
         self.broker_values: list[tuple[int, float]] = []  # (bar, value) cross-check marks
 
     def _chain_line(self, name: str):
@@ -265,6 +266,11 @@ class TargetWeightStrategy(bt.Strategy):
             self.problems.append(msg)
             warnings.warn(ExecutionWarning(msg), stacklevel=2)
             return False
+        if not use_open and self._at_last_bar():
+            # a close fill books in the broker's next cycle, which never comes after the last
+            # bar: say so instead of leaving an order that silently never fills
+            self.unfilled_at_end = w
+            return False
         self.decisions += 1
         self._last_target = w
         if not use_open:  # cross-check point for the ledger (value before this bar's orders)
@@ -293,6 +299,10 @@ class TargetWeightStrategy(bt.Strategy):
             )
             self.pending[order.ref] = order
         return bool(self.pending)
+
+    def _at_last_bar(self) -> bool:
+        feed = self.assets[0]
+        return len(feed) >= len(feed._dt)
 
     def stop(self):
         self.broker_values.append((len(self) - 1, self.broker.getvalue()))

@@ -180,6 +180,12 @@ def _collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
     )
     del k
     metrics = performance_metrics(returns, positions, tx, equity)
+    notes = list(market.notes)
+    if strat.unfilled_at_end is not None:
+        notes.append(
+            f"target {dict(zip(assets, strat.unfilled_at_end, strict=True))} for the final "
+            f"close {cal[-1]:%Y-%m-%d} was not traded: the backtest ends at that close"
+        )
     metrics.update(
         {
             "strategy": cfg.strategy.name,
@@ -199,6 +205,6 @@ def _collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
         transactions=tx,
         weights=weights,
         metrics=metrics,
-        market_notes=market.notes,
+        market_notes=tuple(notes),
         problems=tuple(strat.problems),
     )

@@ -112,16 +112,37 @@ def test_fill_timing(markets, fill):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = run_backtest(cfg, market=markets["vratio"])
-    m = markets["vratio"]
     w = np.nan_to_num(res.weights.to_numpy())
     changes = np.flatnonzero(np.any(np.diff(w, axis=0) != 0, axis=1)) + 1  # bars t with new target
     lag = 0 if fill == "same_close" else 1
     fill_bars = sorted({res.equity.index.get_loc(d) for d in res.transactions["date"]})
-    expected = sorted({c + lag for c in changes if c + lag < len(w)})
+    # a close fill on the final bar cannot happen (no later broker cycle): it is reported
+    last_fillable = len(w) if fill == "next_open" else len(w) - 1
+    expected = sorted({c + lag for c in changes if c + lag < last_fillable})
     assert fill_bars == expected
     col = "open" if fill == "next_open" else "close"
     for _, row in res.transactions.iterrows():
-        assert row["price"] == pytest.approx(m.frames[row["symbol"]].loc[row["date"], col])
+        assert row["price"] == pytest.approx(
+            markets["vratio"].frames[row["symbol"]].loc[row["date"], col]
+        )
+
+
+def test_target_for_the_final_close_is_reported(markets):
+    """A decision whose close fill would fall on the final bar is reported, not lost."""
+    m = markets["vratio"]
+    base = run_backtest(cfg_for("vratio"), market=m)
+    w = np.nan_to_num(base.weights.to_numpy())
+    change = int(np.flatnonzero(np.any(np.diff(w, axis=0) != 0, axis=1))[-1]) + 1
+    cut = Market(
+        m.calendar[: change + 2],
+        {k: v.iloc[: change + 2] for k, v in m.frames.items()},
+        m.tradable,
+        m.source,
+        m.notes,
+    )
+    res = run_backtest(cfg_for("vratio"), market=cut)
+    assert any("was not traded: the backtest ends at that close" in n for n in res.market_notes)
+    assert res.transactions["date"].max() < cut.calendar[-1]
 
 
 def test_integer_lots_and_costs(markets):
