@@ -226,9 +226,20 @@ def write_figures(data: Path, out_dir: Path, with_50etf: bool = True) -> list[Pa
         cols = ["rnd_vol", "skewness", "excess_kurtosis", "prob_below_0.9", "prob_below_0.8"]
         stats = series[cols].describe().T[["mean", "std", "min", "50%", "max"]]
         stats.insert(0, "series", stats.index)
-        yearly = series.assign(year=pd.to_datetime(series["trade_date"]).dt.year)
-        yearly = yearly.groupby("year")[cols[:4]].mean().reset_index()
-        yearly["year"] = yearly["year"].astype(str)
+        flags = series.assign(
+            year=pd.to_datetime(series["trade_date"]).dt.year.astype(str),
+            basis=series["forward"] / series["spot"] - 1.0,
+            below_strikes=(series["lowest_strike_frac"] > 0.9).astype(float),
+        )
+        yearly = flags.groupby("year")[
+            [*cols[:4], "basis", "below_strikes", "mass_outside_strikes"]
+        ].mean()
+        yearly = yearly.reset_index()
+        i_worst = int(flags["basis"].idxmin())
+        worst_basis = float(flags["basis"].iloc[i_worst])
+        worst_day = pd.Timestamp(flags["trade_date"].iloc[i_worst])
+        n_deep = int((flags["basis"] < -0.03).sum())
+        deep_years = ", ".join(sorted(set(flags.loc[flags["basis"] < -0.03, "year"])))
         sections += [
             f"## 50ETF daily 30-day moments ({len(series)} trade dates, "
             f"{series['trade_date'].min().date()} .. {series['trade_date'].max().date()}, "
@@ -236,16 +247,24 @@ def write_figures(data: Path, out_dir: Path, with_50etf: bool = True) -> list[Pa
             "",
             f"![50ETF 30-day moments]({png.name})",
             "",
-            "Close prices only (no bid/ask, so equal weights). Per date the expiries bracketing "
-            "30 days (at least 7 days, at least 5 OTM quotes) are fitted and interpolated: total "
-            "variance linear in time, skewness, kurtosis and probabilities linear in time; "
+            "Close prices only (no bid/ask, so equal weights; a close can be stale, which the "
+            "fit cannot know). Per date the expiries bracketing 30 days (at least 7 days, at "
+            "least 5 OTM quotes) are fitted and interpolated: total variance linear in time, "
+            "skewness, kurtosis and probabilities linear in time; "
             f"{int(series['extrapolated'].sum())} dates had no expiry on one side and use the "
             "nearest expiry alone (flat annualised variance). "
             f"Computed in {elapsed:.1f} s on this machine.",
             "",
             _md_table(stats, {c: c for c in stats.columns}),
             "",
-            "Yearly means:",
+            "Yearly means. `basis` = 30-day parity forward / spot - 1: "
+            f"{worst_basis:.1%} on {worst_day.date()} and below -3 % on {n_deep} days (years "
+            f"{deep_years}). A forward that far below spot (plausibly the short-sale limits of "
+            "the 2015 crash; not checked here) shifts the whole density left of spot and "
+            "inflates P(S_T < 0.9 S). "
+            "`below_strikes` = share of days on which 0.9 x spot lies below the lowest fitted "
+            "strike (P(S_T < 0.9 S) is then shaped by the constraints, not by quotes); "
+            "`mass_outside_strikes` = density mass beyond the fitted strike range.",
             "",
             _md_table(yearly, {c: c for c in yearly.columns}),
             "",

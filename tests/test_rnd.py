@@ -469,6 +469,12 @@ def test_moments_table_one_row_per_date_expiry(chain):
     assert {"prob_below_0.9", "q0.05", "q0.95", "arb_convexity_violations"} <= set(tab.columns)
 
 
+@pytest.mark.parametrize("method", ["parity_min", "regression"])
+def test_grouped_parity_forward_matches_the_true_forward(chain, method):
+    tab = rnd_moments(chain, rate_cc=0.02, options=RNDOptions(forward_method=method))
+    np.testing.assert_allclose(tab["forward"], 100.0 * np.exp(0.02 * tab["tau_years"]), rtol=1e-9)
+
+
 def test_single_chain_matches_the_history_row(chain):
     opts = RNDOptions()
     one = fit_rnd_chain(

@@ -12,11 +12,23 @@ so put prices are linear in the weights, in closed form::
 and calls follow by parity kernel by kernel: C_j(K) = P_j(K) + exp(-r T) (z_j - K).  The weights
 solve the constrained least-squares problem
 
-    min_a  1/2 || W^(1/2) (D a - y) ||^2   s.t.  a >= 0,  1'a = 1,  [z'a = F]
+    min_a  1/2 || W^(1/2) (D a - y) ||^2 + 1/2 rho ||a||^2   s.t.  a >= 0,  1'a = 1,  [z'a = F]
 
-which is the quadratic program  min 1/2 a'Qa + c'a  with the Gram matrix Q = D'WD and linear
-term c = -D'Wy.  It is solved exactly by DAQP (a dual active-set method, through qpsolvers);
-no penalty terms stand in for the constraints.
+which is the quadratic program  min 1/2 a'(Q + rho I)a + c'a  with the Gram matrix Q = D'WD and
+linear term c = -D'Wy (D is built once per chain; cross-validation folds reuse Q and c minus
+the held-out rows).  rho is tiny (1e-8 x mean diag Q by default): overlapping Gaussian kernels
+make Q numerically singular, so without it the least-squares optimum is a whole face of weight
+vectors; with it the QP is strictly convex and has one solution.  Solving (no penalty terms
+stand in for the constraints):
+
+1. DAQP (an exact dual active-set QP solver, through qpsolvers) on (Q + rho I, c) gives the
+   active set in well under a millisecond;
+2. a primal active-set method (Lawson-Hanson style, equality constraints by null-space
+   elimination) finishes on the design matrix itself, i.e. least squares by QR/SVD on
+   [W^(1/2) D; sqrt(rho) I] rather than on the normal equations, whose squared condition
+   number limits a Gram-only solve to about sqrt(eps) in the residual; it stops at a KKT point
+   (multipliers reported in :class:`SolverInfo`).  If DAQP fails (it can cycle on nearly
+   singular Gram matrices) the same method starts cold from a feasible vertex.
 
 Conventions (all documented here once):
 
@@ -37,6 +49,7 @@ a whole chain history) or :func:`fit_rnd_chain` (one chain) and maps the columns
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -93,7 +106,8 @@ class RNDOptions:
         ``cv_factors`` x strike step), or a number in price units.
     grid_pad: the centres extend ``grid_pad`` x h beyond the lowest/highest strike.
     match_forward: impose sum_j a_j z_j = F (the density's mean equals the forward).
-    weighting: ``"spread"`` (inverse squared bid-ask spread, floored) or ``"none"``.
+    weighting: ``"spread"`` (inverse squared bid-ask spread, clipped to [1/4, 4] x the
+        median spread) or ``"none"``.
     price: quote used by the chain functions: ``"auto"`` (bid/ask mid, else close, last,
         settle), or one of ``"mid"``, ``"close"``, ``"last"``, ``"settle"``.
     drop_zero_bid: drop quotes whose bid is 0 (no market) when a bid column exists.
@@ -124,7 +138,7 @@ class RNDOptions:
     drop_zero_bid: bool = True
     forward_method: str = "parity_min"
     parity_strikes: int = 6
-    n_eval: int = 401
+    n_eval: int = 201
     solver: str = "daqp"
     primal_tol: float = 1e-10
     ridge: float = 1e-8
@@ -222,8 +236,9 @@ class SolverInfo:
     solver: the QP solver that supplied the starting active set (``daqp`` or ``clarabel``);
         ``start`` says whether its solution (``"solver"``) or a cold feasible start
         (``"cold"``, when the solver failed) seeded the active-set finish.
-    status: ``"optimal"`` when the KKT conditions hold to ``kkt_tol`` (relative), else
-        ``"inaccurate"`` (a ConvergenceWarning is issued).
+    status: ``"optimal"`` when the relative KKT violation is at most 1e-8, else
+        ``"inaccurate"`` (a ConvergenceWarning is issued; the weights are still feasible).
+    iterations: rounds of the active-set finish; n_active: weights held at 0.
     ridge: the Tikhonov weight rho of 1/2 rho ||a||^2 in the objective (forward units).
     dual_eq, dual_bounds: multipliers nu of A a = b and lam >= 0 of a >= 0, with
         stationarity (Q + rho I) a + c + A'nu - lam = 0 and lam_j a_j = 0.
@@ -254,10 +269,15 @@ class RNDResult:
 
     grid, density, cdf: evaluation grid of S_T and the closed-form density and CDF on it.
     centres, weights: kernel centres z_j and mixture weights a_j (>= 0, sum 1).
+    bandwidth: kernel sd h; forward: F used (parity or given); spot: reference level of
+        :meth:`prob_below` (the forward when no spot was given).
+    mean, variance, std, skewness, excess_kurtosis: closed-form moments of the mixture.
     strikes, is_call, prices, fitted_prices, residuals: the quotes that were fitted (discounted
-        prices, residual = fitted - market).
-    diagnostics: arbitrage checks on the input prices, and a dict of counts/choices
-        (dropped rows, strike step, centre spacing, cross-validation errors, ...).
+        prices, residual = fitted - market); ls_weights: their least-squares weights.
+    solver: how the QP was solved (status, multipliers, KKT violation).
+    arbitrage: static-arbitrage checks on the input prices.
+    diagnostics: counts and choices (rows dropped by reason, strike step, centre spacing,
+        cross-validation scores and factor, probability mass below zero, ...).
     """
 
     grid: np.ndarray
@@ -386,6 +406,12 @@ def mixture_moments(
 # --------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _qpsolvers():
+    """qpsolvers, imported once on first use (optional extra 'qp')."""
+    return require_extra("qpsolvers", "qp")
+
+
 def _solve_qp(
     gram: np.ndarray,
     linear: np.ndarray,
@@ -395,7 +421,7 @@ def _solve_qp(
 ) -> np.ndarray | None:
     """min 1/2 a'Qa + c'a  s.t.  a >= 0, A a = b, by DAQP (or Clarabel) through qpsolvers.
     Returns the primal solution, or None when the solver reports failure."""
-    qpsolvers = require_extra("qpsolvers", "qp")
+    qpsolvers = _qpsolvers()
     n = linear.size
     if options.solver == "daqp":
         problem = qpsolvers.Problem(P=gram, q=linear, A=a_eq, b=b_eq, lb=np.zeros(n))
@@ -987,7 +1013,9 @@ def _build_result(
     density = _mixture_pdf(grid, centres, a, h_abs)
     cdf = _mixture_cdf(grid, centres, a, h_abs)
     mean, var, skew, kurt = mixture_moments(centres, a, h_abs)
-    diag["mass_below_zero"] = float(_mixture_cdf(np.array(0.0), centres, a, h_abs))
+    edge = _mixture_cdf(np.array([0.0, k_abs.min(), k_abs.max()]), centres, a, h_abs)
+    diag["mass_below_zero"] = float(edge[0])
+    diag["mass_outside_strikes"] = float(edge[1] + 1.0 - edge[2])
     return RNDResult(
         grid=grid,
         density=density,
@@ -1280,11 +1308,16 @@ def _moment_row(res: RNDResult, fractions, quantile_levels) -> dict:
         "max_abs_residual": float(np.max(np.abs(res.residuals))),
         "status": res.solver_status,
     }
-    if res.solver.found:
-        for frac, pr in zip(fractions, res.prob_below(fractions), strict=True):
-            row[f"prob_below_{frac:g}"] = float(pr)
+    for frac, pr in zip(fractions, res.prob_below(fractions), strict=True):
+        row[f"prob_below_{frac:g}"] = float(pr)
+    if len(quantile_levels):
         for lev, q in zip(quantile_levels, res.quantiles(list(quantile_levels)), strict=True):
             row[f"q{lev:g}"] = float(q)
+    # how much of the density lies beyond the quoted strikes (shaped by the constraints and
+    # the kernels only, not by prices) and how far the strikes reach, as fractions of spot
+    row["mass_outside_strikes"] = res.diagnostics["mass_outside_strikes"]
+    row["lowest_strike_frac"] = float(res.strikes.min() / res.spot)
+    row["highest_strike_frac"] = float(res.strikes.max() / res.spot)
     row.update({f"arb_{k}": v for k, v in res.arbitrage.as_dict().items()})
     return row
 
@@ -1303,7 +1336,10 @@ def rnd_moments(
 
     Columns: trade_date, expiry, days_to_expiry, tau_years, rate_cc, forward, spot, bandwidth,
     n_fitted, mean, std, variance, skewness, excess_kurtosis, rnd_vol (std/F/sqrt(T), annual),
-    prob_below_<x> (P[S_T < x spot]), q<p> (quantiles), rmse, max_abs_residual, status and the
+    prob_below_<x> (P[S_T < x spot]), q<p> (quantiles), rmse, max_abs_residual, status,
+    mass_outside_strikes (density mass below the lowest / above the highest fitted strike,
+    where only the constraints shape it), lowest/highest_strike_frac (fitted strike range
+    over spot: a prob_below_x with x below lowest_strike_frac is an extrapolation) and the
     arbitrage counts (arb_*).  Pairs with fewer than ``min_quotes`` OTM quotes, fewer than
     ``min_days`` days to expiry or no parity forward are kept with a ``status`` that says why
     (their moments are NaN), and one DataQualityWarning gives the count.
@@ -1397,8 +1433,9 @@ def interpolate_horizon(table: pd.DataFrame, target_days: float = 30.0) -> pd.Da
     * forward: log-linear in time (constant carry);
     * total variance v = (std/F)^2: linear in time (as the VIX interpolates variance,
       REFERENCES.md section 1); std = F_T sqrt(v_T), rnd_vol = sqrt(v_T / T);
-    * skewness, excess kurtosis and prob_below_* columns: linear in time (as the Cboe SKEW
-      index interpolates skewness).
+    * skewness, excess kurtosis, prob_below_* and mass_outside_strikes: linear in time (as the
+      Cboe SKEW index interpolates skewness);
+    * lowest/highest_strike_frac: the strike range common to both terms.
 
     Rows with a non-'optimal' status are ignored.  No extrapolation: when every usable expiry
     lies on one side of the target, the nearest one is used alone (``extrapolated`` = True,
@@ -1450,9 +1487,17 @@ def interpolate_horizon(table: pd.DataFrame, target_days: float = 30.0) -> pd.Da
         }
     )
     cols = [c for c in _LINEAR_IN_TIME if c in ok.columns]
-    cols += [c for c in ok.columns if c.startswith("prob_below_")]
+    cols += [c for c in ok.columns if c.startswith("prob_below_") or c == "mass_outside_strikes"]
     for c in cols:
         out[c] = lin(c)
+    # strike coverage common to both terms
+    if "lowest_strike_frac" in ok.columns:
+        out["lowest_strike_frac"] = np.maximum(
+            near["lowest_strike_frac"].to_numpy(float), nxt["lowest_strike_frac"].to_numpy(float)
+        )
+        out["highest_strike_frac"] = np.minimum(
+            near["highest_strike_frac"].to_numpy(float), nxt["highest_strike_frac"].to_numpy(float)
+        )
     if "spot" in ok.columns:
         out["spot"] = near["spot"].to_numpy(float)
     return out.reset_index(drop=True)
