@@ -27,7 +27,7 @@ from typing import Literal
 
 import pandas as pd
 
-from data import loaders
+from data import cfe, loaders
 from engine.errors import ConfigError, DataError, DataNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -131,9 +131,28 @@ def _etf50(paths: Sequence[Path], *, adjusted: bool) -> pd.DataFrame:
     return loaders.load_510050(paths[0], adjusted=adjusted)
 
 
+def _cfe_sim(paths: Sequence[Path], **kwargs: object) -> pd.DataFrame:
+    # paths: one per-contract file (its folder holds them all), then the continuous VX file
+    return cfe.simulated_etn_frame(paths[0].parent, paths[1], **kwargs)  # type: ignore[arg-type]
+
+
+def _cfe_front(paths: Sequence[Path]) -> pd.DataFrame:
+    return cfe.front_future_frame(paths[0].parent, paths[1])
+
+
 _CBOE = "cboe_vix_index/"
 _ETN = "vix_etns/"
 _VX_FILE = "vix_futures_continuous/vix_futures_VX1-VX8_with_VIX_SP500__quantintell.csv"
+_CFE_FILES = ("vix_futures_cfe/per_contract/CFE_K04_VX.csv", _VX_FILE)
+_SIM_NOTE = (
+    "Simulated from VIX futures settles (engine.calculators.futures_curve): the {index} index "
+    "from the per-contract CFE files (the folder of CFE_K04_VX.csv, 2004-03-26..2017-03-08), "
+    "then the continuous VX1..VX8 file to 2021-12-23 (rule expiries); {etn}. Excess return: no "
+    "T-bill interest on the collateral (no rate series in the shared data; about 1-5 %/yr in "
+    "2004-2007, near 0 in 2009-2015). Settle-based (16:15 ET): daily returns differ from the "
+    "real note's 16:00 close by timing noise that reverses the next day (see "
+    "docs/futures)."
+)
 _VX_ROLL_NOTE = (
     "Daily settlement of the {which} monthly VIX future (weeklies excluded). The source rolls "
     "ON the final settlement day: on an expiry Wednesday it already shows the next contract "
@@ -230,6 +249,58 @@ _SPECS = (
         "vx2", "signal", (_VX_FILE,), partial(_vx, column="vx2"),
         "Second-month VIX future daily settle (continuous)", "2007-04-02", "2021-12-23",
         _VX_ROLL_NOTE.format(which="second"),
+    ),
+    DatasetSpec(
+        "xiv_sim", "tradable", _CFE_FILES,
+        partial(_cfe_sim, leverage=-1.0, annual_fee=0.0135, after_termination="flat"),
+        "XIV simulated: -1x daily short-term VIX futures index, 1.35 %/yr fee",
+        "2004-03-26", "2021-12-23",
+        _SIM_NOTE.format(
+            index="short-term", etn="accelerated on 2018-02-05 (fell >= 80 % in a day) and held "
+            "flat at that value afterwards (like cash: the note was redeemed)",
+        ),
+    ),
+    DatasetSpec(
+        "vxx_sim", "tradable", _CFE_FILES, partial(_cfe_sim, leverage=1.0, annual_fee=0.0089),
+        "VXX simulated: long short-term VIX futures index, 0.89 %/yr fee",
+        "2004-03-26", "2021-12-23",
+        _SIM_NOTE.format(index="short-term", etn="no reverse splits (split-free by construction)"),
+    ),
+    DatasetSpec(
+        "svxy_sim", "tradable", _CFE_FILES,
+        partial(
+            _cfe_sim, leverage=-1.0, annual_fee=0.0095,
+            leverage_changes={"2018-02-27": -0.5}, acceleration_drop=1.0,
+        ),
+        "SVXY simulated: -1x (then -0.5x from 2018-02-27) short-term index, 0.95 %/yr",
+        "2004-03-26", "2021-12-23",
+        _SIM_NOTE.format(index="short-term", etn="a fund, so no acceleration clause"),
+    ),
+    DatasetSpec(
+        "vxz_sim", "tradable", _CFE_FILES,
+        partial(_cfe_sim, index="mid_term", leverage=1.0, annual_fee=0.0089),
+        "VXZ simulated: long mid-term (months 4-7) VIX futures index, 0.89 %/yr fee",
+        "2008-04-21", "2021-12-23",
+        _SIM_NOTE.format(
+            index="mid-term", etn="starts 2008-04-21: before it CFE did not list every month "
+            "from the 4th to the 7th",
+        ),
+    ),
+    DatasetSpec(
+        "ziv_sim", "tradable", _CFE_FILES,
+        partial(_cfe_sim, index="mid_term", leverage=-1.0, annual_fee=0.0135),
+        "ZIV simulated: -1x daily mid-term VIX futures index, 1.35 %/yr fee",
+        "2008-04-21", "2021-12-23",
+        _SIM_NOTE.format(index="mid-term", etn="starts 2008-04-21 (see vxz_sim)"),
+    ),
+    DatasetSpec(
+        "vx1_cfe", "signal", _CFE_FILES, _cfe_front,
+        "Front-month VIX future settle from the per-contract CFE files, then the continuous file",
+        "2004-03-26", "2021-12-23",
+        "F1 = the first monthly contract expiring after the date (rolls ON the settlement day, "
+        "like vx1, which it equals on 2007-04-02..2017-03-08). Per-contract files validated by "
+        "data.cfe (known CFE errors dropped, gaps left empty); from 2017-03-09 the continuous "
+        "file's VX1.",
     ),
     DatasetSpec(
         "gld", "tradable", ("pairs_gld_gdx/GLD.csv",), partial(_yahoo, total_return=True),
