@@ -215,7 +215,7 @@ class CFEContracts:
         expiries = pd.DatetimeIndex(np.sort(self.contracts["expiry"].to_numpy()), name="expiry")
         r = dates.get_indexer(rows["trade_date"])
         c = expiries.get_indexer(rows["expiry"])
-        keep = r >= 0
+        keep = (r >= 0) & valid  # a dropped duplicate never overwrites the row kept
         grid = np.full((len(dates), len(expiries)), np.nan)
         grid[r[keep], c[keep]] = values[keep]
         contracts = self.contracts.set_index("expiry").loc[expiries]
