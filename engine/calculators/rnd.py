@@ -388,9 +388,17 @@ def design_matrix(
     return put
 
 
-def mixture_moments(
-    centres: np.ndarray, weights: np.ndarray, bandwidth: float
-) -> tuple[float, float, float, float]:
+@dataclass(frozen=True)
+class MixtureMoments:
+    """Moments of a Gaussian mixture (price units; skewness and kurtosis standardised)."""
+
+    mean: float
+    variance: float
+    skewness: float
+    excess_kurtosis: float
+
+
+def mixture_moments(centres: np.ndarray, weights: np.ndarray, bandwidth: float) -> MixtureMoments:
     """Mean, variance, skewness and excess kurtosis of sum_j a_j N(z_j, h^2), in closed form."""
     mean = float(weights @ centres)
     d = centres - mean
@@ -398,7 +406,7 @@ def mixture_moments(
     m2 = float(weights @ (d * d)) + h2
     m3 = float(weights @ (d**3 + 3.0 * d * h2))
     m4 = float(weights @ (d**4 + 6.0 * d * d * h2)) + 3.0 * h2 * h2
-    return mean, m2, m3 / m2**1.5, m4 / (m2 * m2) - 3.0
+    return MixtureMoments(mean, m2, m3 / m2**1.5, m4 / (m2 * m2) - 3.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1012,7 +1020,8 @@ def _build_result(
     grid = np.linspace(lo, hi, options.n_eval)
     density = _mixture_pdf(grid, centres, a, h_abs)
     cdf = _mixture_cdf(grid, centres, a, h_abs)
-    mean, var, skew, kurt = mixture_moments(centres, a, h_abs)
+    mom = mixture_moments(centres, a, h_abs)
+    mean, var, skew, kurt = mom.mean, mom.variance, mom.skewness, mom.excess_kurtosis
     edge = _mixture_cdf(np.array([0.0, k_abs.min(), k_abs.max()]), centres, a, h_abs)
     diag["mass_below_zero"] = float(edge[0])
     diag["mass_outside_strikes"] = float(edge[1] + 1.0 - edge[2])
