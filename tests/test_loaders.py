@@ -114,7 +114,7 @@ def test_every_claimed_shared_file_is_in_the_range_table(shared_data):
     assert present - NOT_CLAIMED == set(RANGES["file"])
 
 
-@pytest.mark.parametrize("row", RANGES.itertuples(index=False), ids=list(RANGES["file"]))
+@pytest.mark.parametrize("row", list(RANGES.itertuples(index=False)), ids=list(RANGES["file"]))
 def test_shared_file_rows_and_range(shared_data, row):
     frame = _load(shared_data, row.file)
     _assert_standard_frame(frame)
