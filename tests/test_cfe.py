@@ -338,3 +338,70 @@ def test_splice_rejects_a_file_that_mixes_contracts(shared_data):
     shifted = cont.assign(vx1=cont["vx2"], vx2=cont["vx3"])
     with pytest.raises(DataError, match="the splice would mix contracts"):
         splice_continuous(base, shifted, matrix_sessions(base))
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _cli_folder(folder: Path) -> Path:
+    """Five contracts all trading until 2010-02-26 (F10, G10 expire inside, H10..K10 do not)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for code, expiry in (*SYNTH, ("J10", "2010-04-21"), ("K10", "2010-05-19")):
+        _write(folder, code, _lines(code, min(expiry, "2010-02-26")))
+    return folder
+
+
+def test_cli_futures_and_etn_write_their_tables(tmp_path):
+    from engine.cli import main
+
+    folder = _cli_folder(tmp_path / "cfe")
+    out = tmp_path / "curve.csv"
+    rc = main(["futures", "--contracts", str(folder), "--out", str(out), "--n", "3"])
+    rc_plot = main(
+        ["futures", "--contracts", str(folder), "--out", str(out), "--plot-date", "2009-11-02"]
+    )
+    assert rc == rc_plot == 0 and (tmp_path / "curve_term.png").stat().st_size > 0
+    curve = pd.read_csv(out, index_col="date", parse_dates=["date"])
+    for col in ("f1", "expiry1", "bdays_to_expiry1", "cdays_to_expiry1", "vxf30", "w1"):
+        assert col in curve.columns
+    assert curve.loc["2010-02-26", "expiry1"] == "2010-03-17"  # unexpired: the CFE rule
+    etn = tmp_path / "xiv.csv"
+    args = ["etn", "--contracts", str(folder), "--kind", "inverse", "--out", str(etn)]
+    assert main(args) == 0
+    table = pd.read_csv(etn, index_col="date", parse_dates=["date"])
+    r = table["index_return_er"].to_numpy()[1:]
+    days = np.diff(table.index.to_numpy().astype("datetime64[D]")).astype(float)
+    factor = (1 - r) * (1 - 0.0135 * days / 365)  # XIV: -1x daily, 1.35 %/yr
+    assert np.allclose(table["etn"].to_numpy()[1:] / table["etn"].to_numpy()[:-1], factor)
+
+
+def test_cli_reports_bad_input_with_status_2(tmp_path, capsys):
+    from engine.cli import main
+
+    folder = _cli_folder(tmp_path / "cfe")
+    lines = (folder / "CFE_H10_VX.csv").read_text(encoding="utf-8").splitlines()
+    del lines[20]
+    (folder / "CFE_H10_VX.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = str(tmp_path / "x.csv")
+    assert main(["futures", "--contracts", str(folder), "--out", out]) == 2
+    assert "CFE_H10_VX.csv line 20, 21 (2009-10-28): gap" in capsys.readouterr().err
+    with pytest.warns(DataQualityWarning):
+        assert (
+            main(["futures", "--contracts", str(folder), "--out", out, "--on-problem", "warn"]) == 0
+        )
+    assert main(["etn", "--contracts", str(tmp_path / "none"), "--out", out]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad_kind = [
+        "etn",
+        "--contracts",
+        str(folder),
+        "--out",
+        out,
+        "--kind",
+        "long",
+        "--leverage",
+        "-1",
+    ]
+    with pytest.warns(DataQualityWarning):
+        assert main([*bad_kind, "--on-problem", "warn"]) == 2
+    assert "a long note needs leverage > 0" in capsys.readouterr().err
