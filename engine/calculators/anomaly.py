@@ -219,14 +219,15 @@ ARTICLE_CONFIG = AnomalyConfig(
 
 @dataclass(frozen=True)
 class FeatureFrame:
-    """Features of every row of a chain, sorted by (trade_date, expiry, cp, strike).
+    """Features of every row of a chain, sorted by (trade_date, expiry, strike, cp).
 
-    ``frame`` holds the chain keys, ``underlying``, every feature of :data:`FEATURES` that
-    could be computed (NaN where not; in currency units, unrounded: :meth:`matrix` applies
-    ``normalise_by_underlying`` and ``article_rounding``), ``price`` (the price inverted),
-    ``iv_status``
-    (:class:`~engine.calculators.bs.IVStatus` code, or ``IV_FROM_CHAIN``) and ``usable`` (all
+    ``frame`` holds the chain keys, ``underlying``, ``rate_cc`` and ``div_yield_cc`` (as used
+    in the inversion), ``price`` (the price inverted), every feature of :data:`FEATURES` that
+    could be computed (NaN where not; in currency units and unrounded: :meth:`matrix` applies
+    ``normalise_by_underlying`` and ``article_rounding``), ``iv_status`` (an
+    :class:`~engine.calculators.bs.IVStatus` code, or ``IV_FROM_CHAIN``) and ``usable`` (all
     features of ``config.features`` finite and the row not excluded by ``min_days_to_expiry``).
+    ``excluded`` counts the rows left out, by reason.
     """
 
     frame: pd.DataFrame
@@ -425,7 +426,7 @@ def _implied_and_greeks(frame, price, config, rate):
         gamma[fill] = g.gamma
     delta = np.where(need_greeks & ~fill, np.nan, delta)
     gamma = np.where(need_greeks & ~fill, np.nan, gamma)
-    return iv, status, delta, gamma
+    return iv, status, delta, gamma, div
 
 
 def option_features(
@@ -467,7 +468,7 @@ def option_features(
     days = (frame["expiry"] - frame["trade_date"]).dt.days.to_numpy(dtype=float)
     frame["days_to_expiry"] = days
     rate = _rates(rate_cc, frame["trade_date"], config.rate_cc)
-    iv, status, delta, gamma = _implied_and_greeks(frame, price, config, rate)
+    iv, status, delta, gamma, div = _implied_and_greeks(frame, price, config, rate)
     spot = frame["underlying"].to_numpy(dtype=float)
     strike = frame["strike"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -478,6 +479,8 @@ def option_features(
         spread=spread,
         iv=iv,
         iv_status=status,
+        rate_cc=rate,
+        div_yield_cc=div,
         delta=delta,
         gamma=gamma,
         underlying_minus_strike=spot - strike,
