@@ -655,6 +655,13 @@ def score_rolling(
         if rows.size:
             score[rows], label[rows] = _score(model, x[rows])
         n_train[i] = model_rows
+    logger.debug(
+        "rolling anomaly scores: %d of %d trade dates scored (window %d, refit every %d)",
+        int((n_train > 0).sum()),
+        len(days),
+        window_days,
+        refit_every,
+    )
     return _assemble(features, score, label, n_train, days, "rolling")
 
 
