@@ -46,9 +46,11 @@ class Market:
 @functools.lru_cache(maxsize=8)
 def _synthetic_frames(seed: int, start, end) -> dict[str, pd.DataFrame]:
     from data.synthetic import market_frames
+    from data.synthetic_chains import etf50_frames
     from data.synthetic_pairs import pair_frames
 
     frames = market_frames(seed=seed, start=str(start), end=str(end))
+    frames.update(etf50_frames(seed=seed, start=str(start), end=str(end)))
     return {**frames, **pair_frames(seed=seed, start=str(start), end=str(end))}
 
 
