@@ -101,7 +101,7 @@ def _ensure_registered() -> None:
 
 
 # modules whose import registers chain datasets / series (appended by each capability)
-REGISTERING_MODULES: list[str] = []
+REGISTERING_MODULES: list[str] = ["engine.options_series"]
 
 
 def load_chain(chain: str, data_cfg) -> tuple[pd.DataFrame, ChainContext]:

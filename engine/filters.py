@@ -55,7 +55,7 @@ class FilterSpec:
 
 FILTERS: dict[str, FilterSpec] = {}
 # modules whose import registers filter types (each capability appends its own)
-REGISTERING_MODULES: list[str] = []
+REGISTERING_MODULES: list[str] = ["engine.options_series"]
 
 
 def register_filter(spec: FilterSpec) -> FilterSpec:
