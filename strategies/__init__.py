@@ -10,7 +10,7 @@ import difflib
 
 from engine.errors import ConfigError
 
-from . import cooper, pairs
+from . import cooper, ivix, pairs
 from .base import StrategyParams, StrategySpec
 
 REGISTRY: dict[str, StrategySpec] = {}
@@ -101,6 +101,14 @@ register(
         pairs.ZScorePairsParams,
         pairs.zscore_pairs,
         "classic z-score threshold rule on the log spread of two legs (comparison)",
+    )
+)
+register(
+    StrategySpec(
+        "ivix_timing",
+        ivix.IVIXTimingParams,
+        ivix.ivix_timing,
+        "50ETF timed by the iVIX against its moving average (long below, flat above)",
     )
 )
 
