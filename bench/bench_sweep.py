@@ -1,0 +1,368 @@
+"""Sweep throughput and memory: the 200-combination VRatio grid on 4,000 daily bars.
+
+    python bench/bench_sweep.py [--combos 200] [--workers 2] [--repeat 3] [--skip-optstrategy]
+
+Measured in this one run, each executor in its own child process (so imports and memory of one
+do not leak into another), with the child's whole process tree sampled every 50 ms:
+
+* engine fast path: ``engine.sweep.fast.run_fast`` over the grid (decisions, array simulation,
+  metrics), and the same through ``execute`` into a SQLite store (what ``sweep`` does);
+* engine event-driven pool: ``engine.sweep.pool.run_local`` with ``--workers`` processes, one
+  ``run_backtest`` per combination, market prepared once per worker, records streamed back;
+* backtrader ``optstrategy`` (maxcpus=2, optreturn=True): ``PandasData`` feeds and a plain
+  ``bt.Strategy`` doing the same VRatio switch (SMA of VIX3M/VIX against 1 ± band, cheat-on-close,
+  ``order_target_percent`` at 99 % to avoid margin rejections);
+* vectorbt, when installed.
+
+Peak memory is the sum over the process tree (parent + workers) of PSS (proportional set size:
+shared library pages counted once) and, for reference, of RSS (shared pages counted in every
+process). Targets (issue 7): fast path >= 1,000 runs/s; pool >= 1.5x optstrategy's runs/s with
+peak memory < 300 MB. The load average is printed: other jobs on this 2-core machine slow
+every wall-clock figure alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import backtrader as bt
+
+N_BARS = 4000
+BANDS = (0.0, 0.01, 0.02, 0.03, 0.05)
+FIRST_WINDOW = 2
+SYN = {"seed": 7, "start": "2003-01-02", "end": "2019-12-31"}
+
+
+# --------------------------------------------------------------------------- the grid
+def sweep_mapping(combos: int, start: str) -> dict:
+    windows = list(range(FIRST_WINDOW, FIRST_WINDOW + max(1, combos // len(BANDS))))
+    return {
+        "name": "bench_sweep",
+        "strategy": {"name": "vratio"},
+        "data": {"source": "synthetic", "synthetic": SYN, "start": start},
+        "execution": {"fill": "next_close"},
+        "report": {"tearsheet": False, "plots": False},
+        "sweep": {"grid": {"window": windows, "band": list(BANDS)}, "rank": "sharpe"},
+    }
+
+
+def bench_start_date() -> str:
+    """First date of the last N_BARS bars of the synthetic market (so every executor sees the
+    same 4,000 bars from a plain config)."""
+    from engine.config import config_from_mapping
+    from engine.runner import prepare_market
+
+    cfg = config_from_mapping(
+        {"name": "b", "strategy": {"name": "vratio"}, "data": {"synthetic": SYN}}
+    )
+    cal = prepare_market(cfg).calendar
+    return f"{cal[-N_BARS]:%Y-%m-%d}"
+
+
+# --------------------------------------------------------------------------- children
+class VRatioSwitch(bt.Strategy):
+    """The plain backtrader VRatio switch for optstrategy (module level, so it pickles)."""
+
+    params = (("window", 10), ("band", 0.0))
+
+    def __init__(self):
+        self.xiv, self.vxx, self.vix, self.vix3m = self.datas
+        ratio = self.vix3m.close / self.vix.close
+        self.sma = bt.indicators.SMA(ratio, period=self.p.window)
+        self.holding = None
+
+    def next(self):
+        r = self.sma[0]
+        if r > 1.0 + self.p.band:
+            want = self.xiv
+        elif r < 1.0 - self.p.band:
+            want = self.vxx
+        else:
+            want = self.holding
+        if want is not None and want is not self.holding:
+            other = self.vxx if want is self.xiv else self.xiv
+            self.order_target_percent(data=other, target=0.0)
+            self.order_target_percent(data=want, target=0.99)
+            self.holding = want
+
+
+def child_prepare(args) -> dict:
+    import pickle
+
+    from engine.runner import prepare_market
+    from engine.sweep.spec import plan_from_mapping
+
+    start = bench_start_date()
+    plan = plan_from_mapping(sweep_mapping(args.combos, start))
+    market = prepare_market(plan.base)
+    assert len(market.calendar) == N_BARS, len(market.calendar)
+    frames = {k: market.frames[k] for k in ("xiv", "vxx", "vix", "vix3m")}
+    Path(args.frames).write_bytes(pickle.dumps(frames))
+    return {"start": start, "combos": plan.count()}
+
+
+def child_fast(args) -> dict:
+    import warnings
+
+    from engine.runner import prepare_market, run_backtest
+    from engine.sweep.execute import ExecutorOptions, execute
+    from engine.sweep.fast import run_fast
+    from engine.sweep.records import MarketCache
+    from engine.sweep.spec import plan_from_mapping
+    from engine.sweep.store import ResultsStore
+    from engine.sweep.vectorised import fast_backtest
+
+    warnings.simplefilter("ignore")
+    plan = plan_from_mapping(sweep_mapping(args.combos, args.start))
+    cache = MarketCache()
+    cache.put(plan.base, prepare_market(plan.base))
+    combos = list(plan.iter_combos())
+    list(run_fast(combos, chunk_size=256, markets=cache))  # warm caches and imports
+    walls, cpus = [], []
+    for _ in range(args.repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        records = list(run_fast(combos, chunk_size=256, markets=cache))
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        assert len(records) == len(combos) and all(r.ok for r in records)
+        del records
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ResultsStore.open(
+            Path(tmp), fingerprint=plan.fingerprint(), name=plan.name, resume=False
+        )
+        t0 = time.perf_counter()
+        stats = execute(plan, store, ExecutorOptions("vectorised", progress=False), markets=cache)
+        with_store = time.perf_counter() - t0
+        store.close()
+    drift = 0.0
+    for c in combos[:: max(1, len(combos) // 3)][:3]:
+        ev = run_backtest(c.config, market=cache.get(c.config))
+        fa = fast_backtest(c.config, cache.get(c.config))
+        drift = max(drift, float(((ev.equity - fa.equity).abs() / ev.equity).max()))
+    return {
+        "runs": len(combos),
+        "wall": statistics.median(walls),
+        "cpu": statistics.median(cpus),
+        "wall_with_store": with_store,
+        "store_runs": stats.ran,
+        "drift": drift,
+    }
+
+
+def child_pool(args) -> dict:
+    """The pool as ``sweep --executor local`` runs it: the parent prepares the market once
+    (inside the timing, as optstrategy's preload is), workers get it from the initializer."""
+    import pickle
+
+    from engine.runner import prepare_market
+    from engine.sweep.pool import batches, release_free_memory, run_local
+    from engine.sweep.spec import plan_from_mapping
+
+    plan = plan_from_mapping(sweep_mapping(args.combos, args.start))
+    combos = list(plan.iter_combos())
+    t0, c0 = time.perf_counter(), time.process_time()
+    market = prepare_market(plan.base)
+    preload = [(plan.resolved_for({}), pickle.dumps(market))]
+    del market
+    release_free_memory()
+    ok = 0
+    work = batches(combos, args.batch_size)
+    for rec in run_local(
+        work, workers=args.workers, preload=preload, start_method=args.start_method
+    ):
+        ok += rec.ok
+    wall = time.perf_counter() - t0
+    assert ok == len(combos), f"{len(combos) - ok} runs failed"
+    return {"runs": len(combos), "wall": wall, "cpu": time.process_time() - c0}
+
+
+def child_optstrategy(args) -> dict:
+    import pickle
+
+    frames = pickle.loads(Path(args.frames).read_bytes())
+
+    windows = list(range(FIRST_WINDOW, FIRST_WINDOW + max(1, args.combos // len(BANDS))))
+    t0, c0 = time.perf_counter(), time.process_time()
+    cerebro = bt.Cerebro(stdstats=False, maxcpus=2, optreturn=True)
+    cerebro.broker.setcash(100_000.0)
+    cerebro.broker.set_coc(True)
+    for name in ("xiv", "vxx", "vix", "vix3m"):
+        frame = frames[name].copy()
+        frame["volume"] = frame["volume"].fillna(0.0)
+        cerebro.adddata(bt.feeds.PandasData(dataname=frame), name=name)
+    cerebro.optstrategy(VRatioSwitch, window=windows, band=list(BANDS))
+    results = cerebro.run()
+    return {
+        "runs": len(results),
+        "wall": time.perf_counter() - t0,
+        "cpu": time.process_time() - c0,
+    }
+
+
+def child_vectorbt(args) -> dict:
+    try:
+        import vectorbt  # noqa: F401
+    except ImportError:
+        return {"skipped": "not installed"}
+    return {"skipped": "installed, but no vectorbt baseline is written here yet"}
+
+
+CHILDREN = {
+    "prepare": child_prepare,
+    "fast": child_fast,
+    "pool": child_pool,
+    "optstrategy": child_optstrategy,
+    "vectorbt": child_vectorbt,
+}
+
+
+# --------------------------------------------------------------------------- measuring
+def _tree_memory(pid: int) -> tuple[float, float]:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0, 0.0
+    pss = rss = 0
+    for p in procs:
+        try:
+            m = p.memory_full_info()
+        except psutil.Error:
+            continue
+        pss += getattr(m, "pss", m.rss)
+        rss += m.rss
+    return pss / 1e6, rss / 1e6
+
+
+def run_child(kind: str, args, extra: list[str]) -> dict:
+    """Run one measurement in a child process; sample its process tree's memory."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        out = fh.name
+    cmd = [sys.executable, __file__, "--child", kind, "--json", out, *extra]
+    proc = subprocess.Popen(cmd)
+    peak = {"pss": 0.0, "rss": 0.0}
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            pss, rss = _tree_memory(proc.pid)
+            peak["pss"] = max(peak["pss"], pss)
+            peak["rss"] = max(peak["rss"], rss)
+            time.sleep(0.05)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    code = proc.wait()
+    stop.set()
+    th.join()
+    if code != 0:
+        raise SystemExit(f"child {kind} failed with exit status {code}")
+    result = json.loads(Path(out).read_text())
+    os.unlink(out)
+    result["peak_pss_mb"] = peak["pss"]
+    result["peak_rss_mb"] = peak["rss"]
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--combos", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=10, help="runs per backtrader pass")
+    ap.add_argument(
+        "--start-methods",
+        default="forkserver,spawn,fork",
+        help="pool start methods to measure (the first is the engine default on POSIX)",
+    )
+    ap.add_argument("--start-method", help=argparse.SUPPRESS)
+    ap.add_argument("--skip-optstrategy", action="store_true")
+    ap.add_argument("--child", choices=sorted(CHILDREN))
+    ap.add_argument("--json")
+    ap.add_argument("--start")
+    ap.add_argument("--frames")
+    args = ap.parse_args()
+    if args.child:
+        result = CHILDREN[args.child](args)
+        Path(args.json).write_text(json.dumps(result))
+        return
+
+    tmp = tempfile.mkdtemp(prefix="bench_sweep_")
+    frames = str(Path(tmp) / "frames.pkl")
+    common = ["--combos", str(args.combos), "--workers", str(args.workers)]
+    common += ["--batch-size", str(args.batch_size)]
+    prep = run_child("prepare", args, [*common, "--frames", frames])
+    common += ["--start", prep["start"], "--frames", frames, "--repeat", str(args.repeat)]
+    load = os.getloadavg()
+    methods = [m for m in args.start_methods.split(",") if m]
+    rows = {"fast": run_child("fast", args, common)}
+    for m in methods:
+        rows[f"pool:{m}"] = run_child("pool", args, [*common, "--start-method", m])
+    if not args.skip_optstrategy:
+        rows["optstrategy"] = run_child("optstrategy", args, common)
+    vbt = run_child("vectorbt", args, common)
+    load_after = os.getloadavg()
+
+    print(
+        f"VRatio sweep: {prep['combos']} combinations (window {FIRST_WINDOW}.. x band "
+        f"{list(BANDS)}), {N_BARS} daily bars from {prep['start']}; {os.cpu_count()} CPUs; "
+        f"load average {load[0]:.1f} before, {load_after[0]:.1f} after"
+    )
+    header = f"{'executor':<44} {'runs':>5} {'wall s':>8} {'runs/s':>8} {'cpu s':>7} "
+    header += f"{'peak PSS MB':>11} {'peak RSS MB':>11} {'vs optstr.':>10}"
+    print(header)
+    base = rows.get("optstrategy")
+    base_rate = base["runs"] / base["wall"] if base else None
+
+    def line(name, r, wall=None):
+        wall = r["wall"] if wall is None else wall
+        rate = r["runs"] / wall
+        vs = f"{rate / base_rate:9.2f}x" if base_rate else f"{'n/a':>10}"
+        print(
+            f"{name:<44} {r['runs']:>5} {wall:8.3f} {rate:8.1f} {r['cpu']:7.2f} "
+            f"{r['peak_pss_mb']:11.0f} {r['peak_rss_mb']:11.0f} {vs}"
+        )
+        return rate
+
+    fast_rate = line("engine fast path (vectorised, median)", rows["fast"])
+    line("engine fast path + SQLite store", rows["fast"], rows["fast"]["wall_with_store"])
+    pool_rates = {}
+    for m in methods:
+        label = f"engine event-driven pool ({args.workers} workers, {m})"
+        pool_rates[m] = line(label, rows[f"pool:{m}"])
+    if base:
+        line("backtrader optstrategy (maxcpus=2, optreturn)", base)
+    print(f"{'vectorbt':<44} {vbt.get('skipped', '')}")
+    fast = rows["fast"]
+    print(
+        f"fast path CPU time: {fast['cpu']:.3f} s -> {fast['runs'] / fast['cpu']:.0f} runs per "
+        f"CPU-second; fast vs event-driven on 3 runs: max relative equity diff {fast['drift']:.1e}"
+    )
+    verdict = "MET" if fast_rate >= 1000 else "NOT MET"
+    print(f"target fast path >= 1000 runs/s: {verdict} ({fast_rate:.0f})")
+    for m in methods:
+        r = rows[f"pool:{m}"]
+        speed = ""
+        if base_rate:
+            ratio = pool_rates[m] / base_rate
+            speed = f"speed {ratio:.2f}x optstrategy {'MET' if ratio >= 1.5 else 'NOT MET'}; "
+        pss = r["peak_pss_mb"]
+        print(
+            f"target pool ({m}) >= 1.5x optstrategy and < 300 MB: {speed}peak PSS {pss:.0f} MB "
+            f"{'MET' if pss < 300 else 'NOT MET'} (RSS sum {r['peak_rss_mb']:.0f} MB)"
+        )
+
+
+if __name__ == "__main__":
+    main()

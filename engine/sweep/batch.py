@@ -1,0 +1,166 @@
+"""Event-driven runs of many configs in one backtrader pass over feeds preloaded once.
+
+``run_backtest`` builds and preloads its feeds for every run; about half of a 4,000-bar run is
+backtrader advancing those feeds bar by bar. A sweep's combinations share the market and the
+execution settings, so a :class:`BatchRunner` builds the feeds exactly as ``run_backtest`` does,
+preloads them once, and runs a batch of ``TargetWeightStrategy`` instances side by side in one
+bar loop (backtrader's own optimisation path, ``runstrategies(predata=True)``). The one change:
+each strategy trades through its own ``BackBroker``, configured as ``run_backtest`` configures
+its broker, so the strategies cannot see each other's cash, orders or positions. Each result is
+then collected by the runner's own ledger (``engine.runner._collect``).
+
+Nothing numerical is re-implemented: decisions, sizing, broker arithmetic and ledger are the
+engine's. ``tests/test_sweep_pool.py`` checks that every result is identical to
+``run_backtest`` (equity, transactions, metrics) for every strategy and fill mode, with costs,
+integer lots and daily rebalancing, and across consecutive batches on the same runner.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+
+import backtrader as bt
+import pandas as pd
+from backtrader import indicator, linebuffer
+
+from engine.bt import PercentPerShareCommission, SignalFeed, TargetWeightStrategy
+from engine.chainseries import is_chain_input
+from engine.config import BacktestConfig, ExecutionConfig
+from engine.errors import LookAheadWarning
+from engine.market import Market
+from engine.runner import BacktestResult, _asset_feed, _collect
+
+
+def batch_key(cfg: BacktestConfig) -> str:
+    """Configs with the same key can share one runner (same feeds, same broker settings)."""
+    plan = cfg.plan
+    return json.dumps(
+        {
+            "data": cfg.data.model_dump(mode="json"),
+            "execution": cfg.execution.model_dump(mode="json"),
+            "assets": list(plan.assets()),
+            "inputs": list(plan.inputs()),
+        },
+        sort_keys=True,
+    )
+
+
+def configure_broker(broker: bt.brokers.BackBroker, ex: ExecutionConfig) -> bt.brokers.BackBroker:
+    """The broker settings of ``engine.runner.run_backtest``."""
+    broker.setcash(ex.initial_cash)
+    broker.set_checksubmit(False)  # sizing already keeps cash >= 0 after costs
+    broker.set_coc(ex.fill in ("next_close", "same_close"))
+    broker.set_coo(ex.fill == "next_open")
+    if ex.slippage.percent:
+        broker.set_slippage_perc(
+            ex.slippage.percent, slip_open=True, slip_limit=True, slip_match=True, slip_out=True
+        )
+    broker.addcommissioninfo(
+        PercentPerShareCommission(
+            commission=ex.commission.percent, per_share=ex.commission.per_share
+        )
+    )
+    return broker
+
+
+class OwnBrokerStrategy(TargetWeightStrategy):
+    """``TargetWeightStrategy`` trading through a broker of its own (``own_broker``)."""
+
+    params = (("own_broker", None),)
+
+    def __init__(self):
+        self.broker = self.p.own_broker
+        self.broker.start()
+        super().__init__()
+
+
+class MultiBrokerCerebro(bt.Cerebro):
+    """Cerebro whose broker cycle runs every strategy's own broker and routes its
+    notifications to that strategy (as ``Cerebro._brokernotify`` does for the one broker)."""
+
+    def _brokernotify(self):
+        for strat in self.runningstrats:
+            broker = strat.broker
+            broker.next()
+            while True:
+                order = broker.get_notification()
+                if order is None:
+                    break
+                strat._addnotification(order, quicknotify=self.p.quicknotify)
+
+
+class BatchRunner:
+    """Feeds of one market preloaded once; :meth:`run` executes configs sharing its key."""
+
+    def __init__(self, cfg: BacktestConfig, market: Market):
+        self.key = batch_key(cfg)
+        self.market = market
+        plan = cfg.plan
+        ex = cfg.execution
+        cerebro = MultiBrokerCerebro(
+            stdstats=False,
+            runonce=True,
+            preload=True,
+            cheat_on_open=ex.fill == "next_open",
+            quicknotify=True,
+        )
+        assets = list(plan.assets())
+        for n in assets:
+            cerebro.adddata(_asset_feed(n, plan, cfg, market), name=n)
+        signal_names = [n for n in plan.inputs() if n not in assets and not is_chain_input(n)]
+        if signal_names:
+            signals = pd.DataFrame({n: market.frames[n]["close"] for n in signal_names})
+            cerebro.adddata(SignalFeed(frame=signals), name="signals")
+        # what Cerebro.run() prepares before running strategies, then the one preload
+        cerebro._event_stop = False
+        cerebro._dorunonce = True
+        cerebro._dopreload = True
+        cerebro._exactbars = 0
+        cerebro.runwriters = []
+        cerebro.writers_csv = False
+        cerebro.runstrats = []
+        for data in cerebro.datas:
+            data.reset()
+            data.extend(size=cerebro.params.lookahead)
+            data._start()
+            data.preload()
+        self._cerebro = cerebro
+
+    def run(self, cfgs: Sequence[BacktestConfig]) -> list[BacktestResult]:
+        """Results of ``cfgs`` (all with this runner's key), each equal to ``run_backtest``."""
+        for cfg in cfgs:
+            if batch_key(cfg) != self.key:
+                raise ValueError(
+                    f"config {cfg.name!r} needs other feeds or broker settings than this runner"
+                )
+            if cfg.execution.look_ahead:
+                warnings.warn(
+                    LookAheadWarning(
+                        f"{cfg.name}: execution.fill same_close trades on the close the signal "
+                        "observed (look-ahead on daily data); results are labelled"
+                    ),
+                    stacklevel=2,
+                )
+        cerebro = self._cerebro
+        objcache = cerebro.p.objcache
+        linebuffer.LineActions.cleancache()
+        indicator.Indicator.cleancache()
+        linebuffer.LineActions.usecache(objcache)
+        indicator.Indicator.usecache(objcache)
+        specs = [
+            (
+                OwnBrokerStrategy,
+                (),
+                {
+                    "plan": cfg.plan,
+                    "execution": cfg.execution,
+                    "data_cfg": cfg.data,
+                    "own_broker": configure_broker(bt.brokers.BackBroker(), cfg.execution),
+                },
+            )
+            for cfg in cfgs
+        ]
+        strats = cerebro.runstrategies(specs, predata=True)
+        return [_collect(cfg, self.market, s) for cfg, s in zip(cfgs, strats, strict=True)]

@@ -1,0 +1,154 @@
+"""Feed a sweep's combinations to one executor and stream the records into the store."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.errors import ConfigError, require_extra
+
+from .records import MarketCache, RunRecord
+from .spec import SweepPlan
+from .store import ResultsStore
+
+log = logging.getLogger(__name__)
+
+ExecutorName = Literal["vectorised", "local", "dask"]
+COMMIT_EVERY_S = 1.0  # at most this long between commits of finished runs
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    kind: ExecutorName = "vectorised"
+    workers: int | None = None
+    scheduler: str | None = None
+    chunk_size: int = 256  # runs per vectorised pass
+    batch_size: int = 10  # runs per event-driven backtrader pass (pool and Dask)
+    start_method: str | None = None  # pool: forkserver (POSIX) / spawn by default, or fork
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.kind == "dask" and not self.scheduler:
+            raise ConfigError(
+                "--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)"
+            )
+
+
+@dataclass(frozen=True)
+class ExecuteStats:
+    total: int  # combinations in this (segment of the) sweep
+    skipped: int  # already in the store (resume)
+    ran: int
+    failed: int
+    elapsed_s: float
+
+    @property
+    def runs_per_s(self) -> float:
+        return self.ran / self.elapsed_s if self.elapsed_s > 0 else float("nan")
+
+
+class _Progress:
+    """tqdm progress bar with ETA on stderr (a no-op when disabled)."""
+
+    def __init__(self, total: int, initial: int, desc: str, enabled: bool):
+        self._bar = None
+        if enabled:
+            tqdm = require_extra("tqdm", "dask")
+            self._bar = tqdm.tqdm(
+                total=total,
+                initial=initial,
+                desc=desc,
+                unit="run",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                smoothing=0.1,
+            )
+
+    def update(self, failed: int) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+            if failed:
+                self._bar.set_postfix(failed=failed, refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _records(
+    plan: SweepPlan,
+    opts: ExecutorOptions,
+    done: set[str],
+    overrides: Mapping | None,
+    segment: str,
+    markets: MarketCache,
+) -> Iterator[RunRecord]:
+    todo = (c for c in plan.iter_combos(overrides) if c.run_id not in done)
+    if opts.kind == "vectorised":
+        from .fast import run_fast
+
+        return run_fast(todo, chunk_size=opts.chunk_size, markets=markets, segment=segment)
+    from .pool import batches
+
+    base_cfg = plan.config_for({}, overrides)[1]
+    market = markets.get(base_cfg)  # prepared once, handed to every worker
+    preload = [(plan.resolved_for({}, overrides), pickle.dumps(market))]
+    work = batches(todo, opts.batch_size, segment)
+    if opts.kind == "local":
+        from .pool import run_local
+
+        return run_local(
+            work, workers=opts.workers, preload=preload, start_method=opts.start_method
+        )
+    require_extra("distributed", "dask")
+    from .dask_executor import run_dask
+
+    return run_dask(work, scheduler=opts.scheduler, preload=preload)
+
+
+def execute(
+    plan: SweepPlan,
+    store: ResultsStore,
+    opts: ExecutorOptions,
+    *,
+    overrides: Mapping | None = None,
+    segment: str = "",
+    markets: MarketCache | None = None,
+) -> ExecuteStats:
+    """Run every combination of ``plan`` not yet in ``store`` (``overrides``: dotted paths set
+    on every combination, e.g. a walk-forward window's dates; ``segment`` labels the rows)."""
+    markets = markets or MarketCache()
+    markets.get(plan.config_for({}, overrides)[1])  # before the clock; errors surface here
+    total = plan.count()
+    done = store.done_ids(segment)
+    skipped = len(done)
+    if skipped:
+        log.info("resuming %s: %d of %d runs already stored", segment or plan.name, skipped, total)
+    desc = f"{plan.name}{' ' + segment if segment else ''} [{opts.kind}]"
+    bar = _Progress(total, min(skipped, total), desc, opts.progress)
+    ran = failed = 0
+    t0 = time.perf_counter()
+    last_commit = t0
+    batch = opts.chunk_size if opts.kind == "vectorised" else 1
+    try:
+        for rec in _records(plan, opts, done, overrides, segment, markets):
+            store.add(rec)
+            ran += 1
+            failed += not rec.ok
+            now = time.perf_counter()
+            if store.uncommitted >= batch or now - last_commit > COMMIT_EVERY_S:
+                store.commit()
+                last_commit = now
+            bar.update(failed)
+    finally:
+        store.commit()
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    if failed:
+        log.warning("%d of %d runs failed; their errors are in %s", failed, ran, store.path)
+    return ExecuteStats(total, skipped, ran, failed, elapsed)

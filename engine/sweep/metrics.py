@@ -1,0 +1,113 @@
+"""Performance metrics of many runs at once, equal to ``engine.metrics.performance_metrics``.
+
+empyrical's ratios accept 2-D arrays (one column per run), so the same library computes the
+same numbers here as for a single run; the trading statistics are the runner's definitions
+evaluated over columns. ``tests/test_sweep.py`` checks column by column against
+``performance_metrics``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from engine.metrics import TRADING_DAYS_PER_YEAR
+
+from .vectorised import GridSimulation
+
+# The headline metrics of side-by-side tables (walk-forward, comparison reports).
+SUMMARY_METRICS = (
+    "cagr",
+    "annual_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "total_return",
+    "turnover",
+    "trades",
+    "exposure",
+)
+# Numeric metrics every run records (the store has one column each); rank by any of them.
+METRIC_NAMES = (*SUMMARY_METRICS, "final_equity", "time_in_market", "rebalances")
+# Metrics for which smaller is better (used when a rank spec gives no direction).
+LOWER_IS_BETTER = frozenset({"annual_volatility", "turnover", "trades", "rebalances"})
+
+
+def finite_or_none(x) -> float | None:
+    """A float, or None for NaN/inf (JSON and SQLite friendly, like engine.metrics)."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def numeric_metrics(metrics: dict) -> dict[str, float | None]:
+    """The numeric subset of a run's metrics dict, in METRIC_NAMES order."""
+    return {k: finite_or_none(metrics.get(k)) for k in METRIC_NAMES}
+
+
+def grid_metrics(sim: GridSimulation) -> dict[str, np.ndarray]:
+    """Every metric of METRIC_NAMES for each run of ``sim`` (arrays of length ``n_runs``;
+    NaN where ``performance_metrics`` gives None)."""
+    import empyrical as ep
+
+    r = sim.returns
+    n_bars, n_runs = r.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # empyrical divides by a zero vol
+        cagr = np.asarray(ep.annual_return(r, period="daily"), dtype=np.float64)
+        vol = np.asarray(ep.annual_volatility(r, period="daily"), dtype=np.float64)
+        sharpe = np.asarray(ep.sharpe_ratio(r, period="daily"), dtype=np.float64)
+        sortino = np.asarray(ep.sortino_ratio(r, period="daily"), dtype=np.float64)
+        max_dd = np.asarray(ep.max_drawdown(r), dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            calmar = np.where(max_dd < 0, cagr / np.abs(max_dd), np.nan)
+    calmar[np.isinf(calmar)] = np.nan
+    equity = sim.equity
+    years = n_bars / TRADING_DAYS_PER_YEAR
+    f = sim.fills
+    traded = np.bincount(f.run, weights=np.abs(f.size) * f.price, minlength=n_runs)
+    trades = np.bincount(f.run, minlength=n_runs).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exposure = sim.gross_exposure / equity
+        exposure[np.isinf(exposure)] = np.nan
+        turnover = traded / equity.mean(axis=0) / years
+        total = equity[-1] / equity[0] * (1 + r[0]) - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN exposure column
+        exposure_mean = np.nanmean(exposure, axis=0)
+    return {
+        "cagr": cagr,
+        "annual_volatility": vol,
+        "sharpe": sharpe,
+        "sortino": sortino,
+        "max_drawdown": max_dd,
+        "calmar": calmar,
+        "total_return": total,
+        "final_equity": equity[-1].copy(),
+        "turnover": turnover,
+        "trades": trades,
+        "exposure": exposure_mean,
+        "time_in_market": (sim.gross_exposure > 0).mean(axis=0),
+        "rebalances": sim.rebalances.astype(np.float64),
+    }
+
+
+def metric_rows(values: dict[str, np.ndarray]) -> list[dict[str, float | None]]:
+    """Column arrays from :func:`grid_metrics` as one dict per run (None for NaN)."""
+    n = len(next(iter(values.values())))
+    cols = {k: values[k].tolist() for k in METRIC_NAMES}
+    return [{k: finite_or_none(cols[k][j]) for k in METRIC_NAMES} for j in range(n)]
+
+
+def rolling_sharpe(returns: pd.Series, window: int = 126) -> pd.Series:
+    """Annualised Sharpe ratio over a trailing window of daily returns (rf = 0)."""
+    mean = returns.rolling(window).mean()
+    std = returns.rolling(window).std(ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = mean / std * math.sqrt(TRADING_DAYS_PER_YEAR)
+    return out.replace([np.inf, -np.inf], np.nan)

@@ -1,0 +1,281 @@
+"""The results store: one SQLite file in the sweep's results folder, written as runs finish.
+
+Tables (query them with any SQLite client)::
+
+    runs       run_id (primary key), idx, segment, params (JSON), status ('ok' | 'failed'),
+               error, detail, executor, elapsed_s, finished_at, and one REAL column per metric
+    returns    run_id, calendar_id, data (little-endian float64 daily returns)
+    calendars  calendar_id, n, first, last, dates (little-endian int64 ns)
+    meta       key, value (sweep fingerprint, name, spec, created)
+
+A run id is the hash of the run's resolved config, so a combination is stored exactly once
+whatever the executor or however often the sweep is resumed. The file is in WAL mode and every
+commit is atomic: a sweep killed at any moment leaves every committed run intact and nothing
+half-written; ``--resume`` skips every run already stored (finished or failed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import ConfigError
+
+from .metrics import METRIC_NAMES
+from .records import STATUS_FAILED, STATUS_OK, RunRecord
+
+log = logging.getLogger(__name__)
+
+STORE_NAME = "sweep.sqlite"
+SCHEMA_VERSION = "1"
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    idx INTEGER NOT NULL,
+    segment TEXT NOT NULL DEFAULT '',
+    params TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('{STATUS_OK}', '{STATUS_FAILED}')),
+    error TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    executor TEXT NOT NULL DEFAULT '',
+    elapsed_s REAL,
+    finished_at TEXT NOT NULL,
+    {", ".join(f"{m} REAL" for m in METRIC_NAMES)}
+);
+CREATE INDEX IF NOT EXISTS runs_segment ON runs (segment, status);
+CREATE TABLE IF NOT EXISTS calendars (
+    calendar_id TEXT PRIMARY KEY, n INTEGER NOT NULL, first TEXT, last TEXT, dates BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS returns (
+    run_id TEXT PRIMARY KEY REFERENCES runs (run_id),
+    calendar_id TEXT NOT NULL REFERENCES calendars (calendar_id),
+    data BLOB NOT NULL
+);
+"""
+
+_RUN_COLUMNS = (
+    "run_id",
+    "idx",
+    "segment",
+    "params",
+    "status",
+    "error",
+    "detail",
+    "executor",
+    "elapsed_s",
+    "finished_at",
+    *METRIC_NAMES,
+)
+_UPSERT = (
+    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))}) "
+    "ON CONFLICT (run_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _RUN_COLUMNS[1:])
+)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class ResultsStore:
+    """SQLite results of one sweep. Use :meth:`open`; one writer (the sweep's parent)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._con = sqlite3.connect(self.path, timeout=30.0)
+        self._con.execute("PRAGMA journal_mode=WAL")
+        self._con.execute("PRAGMA synchronous=NORMAL")
+        self._con.executescript(_SCHEMA)
+        self._calendars: set[str] = {
+            r[0] for r in self._con.execute("SELECT calendar_id FROM calendars")
+        }
+        self._uncommitted = 0
+
+    # -- opening ----------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, folder: Path, *, fingerprint: str, name: str, resume: bool, spec: dict | None = None
+    ) -> ResultsStore:
+        """Open (or create) the store in ``folder`` for the sweep identified by ``fingerprint``.
+
+        An existing store with runs needs ``resume=True`` and the same sweep; anything else is a
+        ConfigError naming the fix (so results are never mixed or silently overwritten)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / STORE_NAME
+        existed = path.exists()
+        store = cls(path)
+        have = store.meta("fingerprint")
+        n = store.count()
+        if existed and have is not None and have != fingerprint:
+            store.close()
+            raise ConfigError(
+                f"{path}: holds the results of a different sweep ({store_name(path)}); use "
+                "--out to choose another results folder, or delete that file"
+            )
+        if n and not resume:
+            store.close()
+            raise ConfigError(
+                f"{path}: already holds {n} runs of this sweep; pass --resume to continue it "
+                "(finished runs are kept), or --out for a fresh results folder"
+            )
+        if have is None:
+            store.set_meta(
+                fingerprint=fingerprint,
+                name=name,
+                created=_now(),
+                schema=SCHEMA_VERSION,
+                spec=json.dumps(spec or {}, default=str),
+            )
+        return store
+
+    def close(self) -> None:
+        self.commit()
+        self._con.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- meta -------------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        row = self._con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, **values) -> None:
+        self._con.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [(k, str(v)) for k, v in values.items()],
+        )
+        self._con.commit()
+
+    # -- writing ----------------------------------------------------------------------------
+    def _calendar_id(self, dates_ns: np.ndarray) -> str:
+        blob = np.asarray(dates_ns, dtype="<i8").tobytes()
+        cid = hashlib.sha256(blob).hexdigest()[:20]
+        if cid not in self._calendars:
+            first = pd.Timestamp(int(dates_ns[0])).strftime("%Y-%m-%d") if len(dates_ns) else None
+            last = pd.Timestamp(int(dates_ns[-1])).strftime("%Y-%m-%d") if len(dates_ns) else None
+            self._con.execute(
+                "INSERT OR IGNORE INTO calendars (calendar_id, n, first, last, dates) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (cid, len(dates_ns), first, last, blob),
+            )
+            self._calendars.add(cid)
+        return cid
+
+    def add(self, rec: RunRecord) -> None:
+        """Stage one run (call :meth:`commit` to make it durable)."""
+        row = (
+            rec.run_id,
+            int(rec.index),
+            rec.segment,
+            rec.params_json(),
+            rec.status,
+            rec.error,
+            rec.detail,
+            rec.executor,
+            float(rec.elapsed_s),
+            _now(),
+            *(rec.metrics.get(m) for m in METRIC_NAMES),
+        )
+        self._con.execute(_UPSERT, row)
+        if rec.ok and rec.returns is not None:
+            cid = self._calendar_id(rec.calendar)
+            self._con.execute(
+                "INSERT INTO returns (run_id, calendar_id, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id) DO UPDATE SET calendar_id = excluded.calendar_id, "
+                "data = excluded.data",
+                (rec.run_id, cid, np.asarray(rec.returns, dtype="<f8").tobytes()),
+            )
+        else:
+            self._con.execute("DELETE FROM returns WHERE run_id = ?", (rec.run_id,))
+        self._uncommitted += 1
+
+    def add_many(self, records: Iterable[RunRecord]) -> None:
+        for rec in records:
+            self.add(rec)
+        self.commit()
+
+    def commit(self) -> None:
+        if self._uncommitted:
+            self._con.commit()
+            self._uncommitted = 0
+
+    @property
+    def uncommitted(self) -> int:
+        return self._uncommitted
+
+    # -- reading ----------------------------------------------------------------------------
+    @staticmethod
+    def _filter(segment: str | None, status: str | None) -> tuple[str, list]:
+        sql, args = " WHERE 1 = 1", []
+        for column, value in (("segment", segment), ("status", status)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        return sql, args
+
+    def count(self, status: str | None = None, segment: str | None = None) -> int:
+        where, args = self._filter(segment, status)
+        return int(self._con.execute("SELECT COUNT(*) FROM runs" + where, args).fetchone()[0])
+
+    def done_ids(self, segment: str | None = None) -> set[str]:
+        """Run ids already stored (finished or failed): a resumed sweep skips them."""
+        where, args = self._filter(segment, None)
+        return {r[0] for r in self._con.execute("SELECT run_id FROM runs" + where, args)}
+
+    def frame(self, segment: str | None = None, *, status: str | None = None) -> pd.DataFrame:
+        """Runs as a DataFrame indexed by run id: swept parameters as columns (``p.<name>``),
+        then status, error and the metrics."""
+        where, args = self._filter(segment, status)
+        sql = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs{where} ORDER BY segment, idx"
+        rows = self._con.execute(sql, args).fetchall()
+        df = pd.DataFrame(rows, columns=list(_RUN_COLUMNS))
+        params = pd.DataFrame([json.loads(p) for p in df["params"]], index=df.index)
+        params.columns = [f"p.{c}" for c in params.columns]
+        out = pd.concat([df.drop(columns=["params"]), params], axis=1).set_index("run_id")
+        lead = [c for c in out.columns if c.startswith("p.")]
+        rest = [c for c in out.columns if not c.startswith("p.")]
+        return out[lead + rest]
+
+    def returns(self, run_id: str) -> pd.Series:
+        """The stored daily returns of one run, on its calendar."""
+        row = self._con.execute(
+            "SELECT r.data, c.dates FROM returns r JOIN calendars c USING (calendar_id) "
+            "WHERE r.run_id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no returns stored for run {run_id!r} in {self.path}")
+        values = np.frombuffer(row[0], dtype="<f8")
+        dates = pd.DatetimeIndex(np.frombuffer(row[1], dtype="<i8").astype("datetime64[ns]"))
+        return pd.Series(values, index=dates, name=run_id)
+
+    def returns_blobs(self) -> dict[str, bytes]:
+        """run id -> raw returns bytes (to compare two stores bit for bit)."""
+        return dict(self._con.execute("SELECT run_id, data FROM returns"))
+
+
+def store_name(path: Path) -> str:
+    con = sqlite3.connect(path)
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'name'").fetchone()
+    except sqlite3.DatabaseError:
+        return "unreadable"
+    finally:
+        con.close()
+    return row[0] if row else "unnamed"
