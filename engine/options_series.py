@@ -323,15 +323,18 @@ def rnd_frame(chain: pd.DataFrame, context: ChainContext) -> pd.DataFrame:
     """30-day risk-neutral moments per trade date (see the module docstring)."""
     from engine.calculators.rnd import rnd_horizon_moments
 
-    days = (chain["expiry"] - chain["trade_date"]).dt.days.to_numpy()
-    table = rnd_horizon_moments(
-        chain.loc[days >= RND_MIN_DAYS],  # shorter expiries are never fitted
-        rate_cc=_rnd_rates(context),
-        target_days=RND_TARGET_DAYS,
-        fractions=tuple(RND_FRACTIONS),
-        min_days=RND_MIN_DAYS,
-    )
     dates = _dates_index(chain)
+    days = (chain["expiry"] - chain["trade_date"]).dt.days.to_numpy()
+    fitted = chain.loc[days >= RND_MIN_DAYS]  # shorter expiries are never fitted
+    table = pd.DataFrame()
+    if len(fitted):
+        table = rnd_horizon_moments(
+            fitted,
+            rate_cc=_rnd_rates(context),
+            target_days=RND_TARGET_DAYS,
+            fractions=tuple(RND_FRACTIONS),
+            min_days=RND_MIN_DAYS,
+        )
     if table.empty:
         return pd.DataFrame(index=dates, columns=list(RND.columns), dtype=float)
     table = table.set_index(pd.DatetimeIndex(table["trade_date"], name="trade_date"))
