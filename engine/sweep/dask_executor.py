@@ -67,19 +67,22 @@ def run_dask(
         threads = sum(client.nthreads().values()) or 1
         cap = threads * IN_FLIGHT_PER_WORKER
         source = iter(batches_in)
-        pending = distributed.as_completed()
         owners: dict[str, list[Task]] = {}
 
-        def submit(batch: list[Task]) -> None:
+        def submit(batch: list[Task]):
             key = f"volbt-batch-{sweep_tag}-{batch[0].run_id}"
             fut = client.submit(run_batch, batch, EXECUTOR, key=key, pure=False)
             owners[fut.key] = batch
-            pending.add(fut)
+            return fut
 
+        first = []
         for batch in source:
-            submit(batch)
-            if len(owners) >= cap:
+            first.append(submit(batch))
+            if len(first) >= cap:
                 break
+        if not first:
+            return
+        pending = distributed.as_completed(first, loop=client.loop)
         for fut in pending:
             batch = owners.pop(fut.key)
             t0 = time.perf_counter()
@@ -95,6 +98,6 @@ def run_dask(
             yield from records
             nxt = next(source, None)
             if nxt is not None:
-                submit(nxt)
+                pending.add(submit(nxt))
     finally:
         client.close()

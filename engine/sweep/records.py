@@ -42,7 +42,7 @@ class RunRecord:
         return self.status == STATUS_OK
 
     def params_json(self) -> str:
-        return json.dumps(self.params, sort_keys=True, default=str)
+        return json.dumps(self.params, default=str)  # in the order of the sweep axes
 
 
 def calendar_ns(index) -> np.ndarray:

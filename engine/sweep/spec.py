@@ -405,29 +405,45 @@ class SweepPlan:
             parts.append(text)
         return ".".join(parts)
 
+    @property
+    def _draws_params(self) -> bool:
+        return self.spec.random is not None and bool(self.spec.random.params)
+
     def iter_combos(self, overrides: Mapping | None = None) -> Iterator[Combo]:
-        """Every kept, distinct combination in sweep order, built lazily (memory does not grow
-        with the number of combinations beyond a 10-byte digest per run for de-duplication)."""
-        seen: set[bytes] = set()
+        """Every kept combination in sweep order, built lazily: memory does not grow with the
+        number of combinations (grid points are distinct by construction, :meth:`check`
+        rejects repeated axis values; random draws are de-duplicated by run id, keeping one
+        integer per draw)."""
+        seen: set[int] | None = set() if self._draws_params else None
         index = 0
         for values in self._assignments():
             if not self._keep(values):
                 continue
             rid, cfg = self.config_for(values, overrides)
-            digest = bytes.fromhex(rid)
-            if digest in seen:
-                continue
-            seen.add(digest)
+            if seen is not None:
+                digest = int(rid, 16)
+                if digest in seen:
+                    continue
+                seen.add(digest)
             yield Combo(index, rid, dict(values), cfg)
             index += 1
 
     def count(self) -> int:
         """Number of combinations after constraints and de-duplication."""
-        seen: set[str] = set()
+        if self.spec.random is None and not self.spec.constraints:
+            return math.prod(len(v) for v in self.axes.values())
+        seen: set[int] | None = set() if self._draws_params else None
+        n = 0
         for values in self._assignments():
-            if self._keep(values):
-                seen.add(json.dumps(values, sort_keys=True, default=str))
-        return len(seen)
+            if not self._keep(values):
+                continue
+            if seen is not None:
+                key = hash(json.dumps(values, sort_keys=True, default=str))
+                if key in seen:
+                    continue
+                seen.add(key)
+            n += 1
+        return n
 
     def fingerprint(self) -> str:
         """Identity of the sweep (base config and spec): a store belongs to one sweep."""
@@ -444,7 +460,26 @@ class SweepPlan:
 
     # -- checks at load time -------------------------------------------------------------------
     def check(self) -> SweepPlan:
-        """Validate each swept value against the base config and every constraint name."""
+        """Validate each swept value against the base config, every constraint name, and that
+        the sweep has at least one and not too many combinations."""
+        self._check_constraint_names()
+        self._check_axes()
+        if self.spec.random is None and math.prod(len(v) for v in self.axes.values()) > (
+            MAX_COMBINATIONS
+        ):
+            raise ConfigError(
+                f"{self._where}sweep.grid: more than {MAX_COMBINATIONS} combinations; "
+                "use sweep.random to sample the grid"
+            )
+        if self.count() == 0:
+            shown = "; ".join(c.describe() for c in self.spec.constraints)
+            raise ConfigError(
+                f"{self._where}sweep.constraints: no combination satisfies {shown}; "
+                "relax a constraint or widen the grid"
+            )
+        return self
+
+    def _check_constraint_names(self) -> None:
         known = set(self.axes)
         base_params = set(self._base_resolved["strategy"]["params"])
         for c in self.spec.constraints:
@@ -461,8 +496,18 @@ class SweepPlan:
                         f"{self._where}sweep.constraints: unknown parameter {name!r}{hint} in "
                         f"{c.describe()!r}; valid names: {', '.join(valid)}"
                     ) from None
+
+    def _check_axes(self) -> None:
         block = "grid" if self.spec.grid else "random.params"
         for name, values in self.axes.items():
+            if self.spec.grid:
+                shown = [json.dumps(v, default=str) for v in values]
+                dupes = sorted({v for v in shown if shown.count(v) > 1})
+                if dupes:
+                    raise ConfigError(
+                        f"{self._where}sweep.grid.{name}: value {dupes[0]} appears more than "
+                        "once; list each value once"
+                    )
             for v in values:
                 try:
                     config_from_mapping(self.resolved_for({name: v}))
@@ -470,20 +515,6 @@ class SweepPlan:
                     raise ConfigError(
                         f"{self._where}sweep.{block}.{name}: value {v!r} is not valid: {exc}"
                     ) from None
-        if self.spec.random is None and math.prod(len(v) for v in self.axes.values()) > (
-            MAX_COMBINATIONS
-        ):
-            raise ConfigError(
-                f"{self._where}sweep.grid: more than {MAX_COMBINATIONS} combinations; "
-                "use sweep.random to sample the grid"
-            )
-        if self.count() == 0:
-            shown = "; ".join(c.describe() for c in self.spec.constraints)
-            raise ConfigError(
-                f"{self._where}sweep.constraints: no combination satisfies {shown}; "
-                "relax a constraint or widen the grid"
-            )
-        return self
 
 
 # --------------------------------------------------------------------------- loading

@@ -1,0 +1,192 @@
+"""Event-driven sweeps in a process pool: records stream into the store, a failing combination
+is recorded and the sweep goes on, a dead worker is survived, a killed sweep resumes exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sweep_support import SHORT
+
+import strategies
+from engine.sweep import pool
+from engine.sweep.execute import ExecutorOptions
+from engine.sweep.metrics import METRIC_NAMES
+from engine.sweep.run import run_sweep
+from engine.sweep.spec import plan_from_mapping
+from engine.sweep.store import STORE_NAME, ResultsStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+COSTS = {"commission": {"percent": 0.001}, "slippage": {"percent": 0.0005}}
+
+
+def _sweep_raw(out: Path, **sweep) -> dict:
+    return {
+        "name": "pool_sweep",
+        "strategy": {"name": "vratio"},
+        "data": SHORT,
+        "execution": COSTS,
+        "report": {"out_dir": str(out), "tearsheet": False, "plots": False},
+        "sweep": {
+            "grid": {"window": [3, 8, 20], "band": [0.0, 0.02]},
+            "rank": "sharpe",
+            "top": 1,
+            **sweep,
+        },
+    }
+
+
+def test_run_batch_isolates_a_failing_combination(monkeypatch):
+    """A combination whose decision raises fails alone; the rest of its batch finishes."""
+    spec = strategies.REGISTRY["vratio"]
+    original = spec.decide
+
+    def flaky(inputs, params):
+        if params.window == 8:
+            raise RuntimeError("window 8 breaks on purpose")
+        return original(inputs, params)
+
+    monkeypatch.setitem(
+        strategies.REGISTRY, "vratio", type(spec)(spec.name, spec.params_model, flaky, spec.summary)
+    )
+    plan = plan_from_mapping(_sweep_raw(Path("unused")))
+    tasks = [pool.Task.of(c) for c in plan.iter_combos()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        records = pool.run_batch(tasks)
+    assert sorted(r.index for r in records) == list(range(len(tasks)))
+    failed = [r for r in records if not r.ok]
+    assert {r.params["window"] for r in failed} == {8}
+    assert all("window 8 breaks on purpose" in r.error for r in failed)
+    for r in records:
+        if r.ok:
+            assert np.isfinite(r.returns).all() and r.metrics["sharpe"] is not None
+
+
+# --------------------------------------------------------------------------- the pool
+def test_local_pool_matches_fast_path_and_records_failures(tmp_path):
+    """A real spawn-safe pool (2 workers): every run stored once; a combination naming a
+    dataset the market lacks is recorded with its error and the sweep finishes."""
+    raw = _sweep_raw(tmp_path / "local")
+    raw["sweep"]["grid"]["vix3m"] = ["vix3m", "no_such_series"]
+    plan = plan_from_mapping(raw)
+    opts = ExecutorOptions("local", workers=2, batch_size=3, progress=False)
+    out = run_sweep(plan, opts=opts, report=False)
+    fast = run_sweep(
+        plan,
+        opts=ExecutorOptions("vectorised", progress=False),
+        out=tmp_path / "fast",
+        report=False,
+    )
+    assert out.stats[0].ran == plan.count() == 12
+    with ResultsStore(out.store_path) as s, ResultsStore(fast.store_path) as f:
+        a, b = s.frame(), f.frame()
+        assert a.index.is_unique and set(a.index) == set(b.index)
+        failed = a[a["status"] == "failed"]
+        assert len(failed) == 6 and (failed["p.vix3m"] == "no_such_series").all()
+        assert failed["error"].str.contains("no_such_series").all()
+        ok = a[a["status"] == "ok"].index
+        np.testing.assert_allclose(a.loc[ok, "sharpe"], b.loc[ok, "sharpe"], rtol=1e-9)
+        for rid in ok:
+            np.testing.assert_allclose(s.returns(rid), f.returns(rid), rtol=1e-9, atol=1e-15)
+    assert not out.drifted and len(out.drift) == 1
+
+
+_RUN_BATCH = pool.run_batch
+
+
+def _dying_batch(tasks, executor="local"):
+    """Kills its worker process on the combination with window 8 (a crashed worker)."""
+    if any(t.params["window"] == 8 for t in tasks):
+        os._exit(13)
+    return _RUN_BATCH(tasks, executor)
+
+
+def test_pool_survives_a_dead_worker(monkeypatch, tmp_path):
+    """A worker that dies breaks the pool: it is restarted, innocent runs are retried, and the
+    combination that kills its worker is recorded as failed; the sweep finishes."""
+    monkeypatch.setattr(pool, "run_batch", _dying_batch)
+    plan = plan_from_mapping(_sweep_raw(tmp_path))
+    opts = ExecutorOptions("local", workers=1, batch_size=2, start_method="fork", progress=False)
+    out = run_sweep(plan, opts=opts, report=False, top=0)
+    with ResultsStore(out.store_path) as s:
+        df = s.frame()
+    assert len(df) == 6 and df.index.is_unique
+    dead = df[df["status"] == "failed"]
+    assert set(dead["p.window"]) == {8}
+    assert dead["error"].str.startswith("WorkerDied").all()
+    assert (df.loc[df["p.window"] != 8, "status"] == "ok").all()
+
+
+def test_resume_after_sigkill_is_exact(tmp_path):
+    """SIGKILL a sweep midway, resume it: every combination exactly once, results identical to
+    an uninterrupted run."""
+    sweep = tmp_path / "resume.yaml"
+    raw = _sweep_raw(tmp_path / "killed")
+    raw["sweep"]["grid"] = {"window": list(range(2, 42)), "band": [0.0, 0.01, 0.03]}
+    raw["sweep"].update({"batch_size": 2, "top": 0})
+    sweep.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    cmd = [
+        sys.executable,
+        str(REPO / "run_backtest.py"),
+        "sweep",
+        str(sweep),
+        "--executor",
+        "local",
+        "--workers",
+        "1",
+        "--no-report",
+        "--no-progress",
+    ]
+    store_path = tmp_path / "killed" / "pool_sweep" / STORE_NAME
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        stored = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if store_path.exists():
+                try:
+                    con = sqlite3.connect(store_path, timeout=1)
+                    stored = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+                    con.close()
+                except sqlite3.OperationalError:
+                    continue
+                if stored >= 10:
+                    break
+        assert proc.poll() is None, "the sweep finished before it could be killed"
+        assert stored >= 10
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    plan = plan_from_mapping(raw)
+    con = sqlite3.connect(store_path)
+    before = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    con.close()
+    assert 10 <= before < plan.count()
+    with pytest.raises(Exception, match="--resume"):
+        run_sweep(plan, opts=ExecutorOptions("local", workers=1, progress=False), report=False)
+    opts = ExecutorOptions("local", workers=2, batch_size=4, progress=False)
+    resumed = run_sweep(plan, opts=opts, resume=True, report=False)
+    assert resumed.stats[0].skipped == before
+    assert resumed.stats[0].ran == plan.count() - before
+    clean = run_sweep(plan, opts=opts, out=tmp_path / "clean", report=False)
+    with ResultsStore(resumed.store_path) as r, ResultsStore(clean.store_path) as c:
+        a, b = r.frame(), c.frame()
+        assert len(a) == plan.count() and a.index.is_unique
+        assert (a["status"] == "ok").all()
+        cols = ["idx", "status", *METRIC_NAMES]
+        pd.testing.assert_frame_equal(a[cols].sort_index(), b[cols].sort_index())
+        assert r.returns_blobs() == c.returns_blobs()
