@@ -37,12 +37,16 @@ def test_against_pandas(x, window):
         rolling.rolling_mean(x, window), s.rolling(window).mean().to_numpy(), rtol=1e-12
     )
     if window >= 2:
+        # pandas' running sums leave residue after a large value leaves the window (it gave
+        # 1.2e-7 for a constant window after a 12.0; ours is exactly 0): tolerate it at the
+        # data's scale
+        scale = 1e-7 * float(np.max(np.abs(x)))
         for ddof in (0, 1):
             np.testing.assert_allclose(
                 rolling.rolling_std(x, window, ddof=ddof),
                 s.rolling(window).std(ddof=ddof).to_numpy(),
                 rtol=1e-9,
-                atol=1e-9,
+                atol=max(scale, 1e-9),
             )
     np.testing.assert_allclose(
         rolling.trailing_return(x, window), s.pct_change(window).to_numpy(), rtol=1e-12

@@ -651,7 +651,9 @@ def test_partitioned_history_equals_in_memory(etf_chain, shibor, tmp_path):
     want = full.index.loc["2016-12-01":]
     pd.testing.assert_frame_equal(part.index, want, check_freq=False)
     dist = pytest.importorskip("dask.distributed")
-    with dist.Client(processes=False, n_workers=1, threads_per_worker=2) as client:
+    with dist.Client(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as client:
         on_dask = compute_vix_partitioned(
             tmp_path / "etf", "sse_ivix", shibor, start="2016-12-01", client=client
         )
