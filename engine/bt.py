@@ -145,6 +145,28 @@ class TargetWeights(bt.Indicator):
             self.lines[j].array[start:end] = array.array("d", col)
 
 
+def _order_legs(delta: np.ndarray, holdings: np.ndarray) -> list[tuple[int, float]]:
+    """Orders for one rebalance as (asset index, signed size), sells before buys.
+
+    A trade that crosses zero (short to long or long to short) is sent as two orders, one that
+    closes the position exactly and one that opens the new one: backtrader splits a crossing
+    order into close + open whose sizes need not add up to the order's size in floating point,
+    and the last sliver (~1e-13 shares) would otherwise fill a bar later."""
+    tiny = 1e-12 * max(1.0, float(np.abs(holdings).max(initial=0.0)))
+    legs: list[tuple[int, float]] = []
+    for j, (d, h) in enumerate(zip(delta, holdings, strict=True)):
+        d, h = float(d), float(h)
+        if abs(d) <= tiny:
+            continue
+        after = h + d
+        if h != 0.0 and after != 0.0 and (h > 0) != (after > 0):
+            legs.append((j, -h))
+            legs.append((j, after))
+        else:
+            legs.append((j, d))
+    return sorted(legs, key=lambda leg: leg[1] > 0)  # stable: sells (and short opens) first
+
+
 class PercentPerShareCommission(bt.CommInfoBase):
     """Stock-like commission: ``|size| × (price × percent + per_share)``."""
 
@@ -225,8 +247,8 @@ class TargetWeightStrategy(bt.Strategy):
             self.broker_values.append((len(self) - 1, self.broker.getvalue()))
 
     def notify_order(self, order):
-        if order.status in (order.Submitted, order.Accepted):
-            return
+        if order.status in (order.Submitted, order.Accepted, order.Partial):
+            return  # a Completed notification follows and carries the cumulative fill
         self.pending.pop(order.ref, None)
         if order.status == order.Completed:
             ex = order.executed
@@ -288,14 +310,9 @@ class TargetWeightStrategy(bt.Strategy):
             integer_lot=self._lot,
             max_gross_leverage=self.p.execution.max_gross_leverage,
         )
-        tiny = 1e-12 * max(1.0, float(np.abs(holdings).max(initial=0.0)))
-        for j in np.argsort(delta > 0, kind="stable"):  # sells first
-            size = float(delta[j])
-            if abs(size) <= tiny:
-                continue
-            data = self.assets[j]
+        for j, size in _order_legs(delta, holdings):
             order = (self.buy if size > 0 else self.sell)(
-                data=data, size=abs(size), exectype=bt.Order.Market
+                data=self.assets[j], size=abs(size), exectype=bt.Order.Market
             )
             self.pending[order.ref] = order
         return bool(self.pending)

@@ -73,3 +73,15 @@ def test_leverage_cap_scales_weights():
         max_gross_leverage=1.0,
     )
     np.testing.assert_allclose(d, [50.0, -50.0])
+
+
+def test_crossing_trade_is_sent_as_close_then_open():
+    """Short -> long in one rebalance becomes an exact close and an open (backtrader would split
+    one crossing order into parts whose float sum misses the size by ~1e-13 shares and fill the
+    sliver a bar later). Sells go first."""
+    from engine.bt import _order_legs
+
+    legs = _order_legs(np.array([1442.0, -600.0, 0.0]), np.array([-400.0, 600.0, 5.0]))
+    assert legs == [(1, -600.0), (0, 400.0), (0, 1042.0)]
+    legs = _order_legs(np.array([-150.0]), np.array([100.0]))
+    assert legs == [(0, -100.0), (0, -50.0)]

@@ -360,16 +360,30 @@ def _rebalance_step(book, rows, weights, prices, bars, ex: ExecutionConfig, log)
             delta = np.where(squeeze[:, None] & buys, scaled, delta)
     tiny = DUST_FRACTION * np.maximum(1.0, np.abs(n).max(axis=1, initial=0.0))
     send = np.abs(delta) > tiny[:, None]
+    return _send_orders(book, rows, n, delta, send, prices, bars, ex, log)
+
+
+def _send_orders(book, rows, held_before, delta, send, prices, bars, ex, log) -> np.ndarray:
+    """Execute one rebalance's orders in the executor's order: sells (and zero deltas) first,
+    then buys, in asset order. A trade crossing zero goes out as two orders, close then open,
+    exactly as the event-driven executor sends it (``engine.bt._order_legs``)."""
     rejected = np.zeros(len(rows), dtype=np.int64)
-    k = delta.shape[1]
-    for phase_buy in (False, True):  # sells (and zero deltas) first, then buys; asset order
-        for j in range(k):
+    for phase_buy in (False, True):
+        for j in range(delta.shape[1]):
             sel = np.flatnonzero(send[:, j] & ((delta[:, j] > 0) == phase_buy))
-            if len(sel):
-                rej = _execute(
-                    book, rows[sel], j, delta[sel, j], prices[sel, j], bars[sel], ex, log
-                )
-                rejected[sel] += rej
+            if not len(sel):
+                continue
+            held, d = held_before[sel, j], delta[sel, j]
+            after = held + d
+            cross = (held != 0.0) & (after != 0.0) & ((held > 0) != (after > 0))
+            legs = [(sel[~cross], d[~cross])]
+            if cross.any():
+                legs += [(sel[cross], -held[cross]), (sel[cross], after[cross])]
+            for idx, size in legs:
+                if len(idx):
+                    rejected[idx] += _execute(
+                        book, rows[idx], j, size, prices[idx, j], bars[idx], ex, log
+                    )
     return rejected
 
 
