@@ -107,6 +107,7 @@ def child_prepare(args) -> dict:
     assert len(market.calendar) == N_BARS, len(market.calendar)
     frames = {k: market.frames[k] for k in ("xiv", "vxx", "vix", "vix3m")}
     Path(args.frames).write_bytes(pickle.dumps(frames))
+    Path(args.frames).with_suffix(".market.pkl").write_bytes(pickle.dumps(market))
     return {"start": start, "combos": plan.count()}
 
 
@@ -159,21 +160,17 @@ def child_fast(args) -> dict:
 
 
 def child_pool(args) -> dict:
-    """The pool as ``sweep --executor local`` runs it: the parent prepares the market once
-    (inside the timing, as optstrategy's preload is), workers get it from the initializer."""
-    import pickle
-
-    from engine.runner import prepare_market
-    from engine.sweep.pool import batches, release_free_memory, run_local
+    """The pool as ``sweep --executor local`` runs it, with the market read from the file the
+    prepare step wrote (as optstrategy reads its frames: the synthetic generator's own memory is
+    not the pool's); the initializer hands it to every worker."""
+    from engine.sweep.pool import batches, run_local
     from engine.sweep.spec import plan_from_mapping
 
     plan = plan_from_mapping(sweep_mapping(args.combos, args.start))
     combos = list(plan.iter_combos())
     t0, c0 = time.perf_counter(), time.process_time()
-    market = prepare_market(plan.base)
-    preload = [(plan.resolved_for({}), pickle.dumps(market))]
-    del market
-    release_free_memory()
+    blob = Path(args.frames).with_suffix(".market.pkl").read_bytes()
+    preload = [(plan.resolved_for({}), blob)]
     ok = 0
     work = batches(combos, args.batch_size)
     for rec in run_local(
@@ -226,15 +223,17 @@ CHILDREN = {
 
 
 # --------------------------------------------------------------------------- measuring
-def _tree_memory(pid: int) -> tuple[float, float]:
+def _tree_memory(pid: int) -> tuple[float, float, list[float]]:
+    """Summed PSS and RSS (MB) of a process and its descendants, and each one's PSS."""
     import psutil
 
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0.0, 0.0
+        return 0.0, 0.0, []
     pss = rss = 0
+    each = []
     for p in procs:
         try:
             m = p.memory_full_info()
@@ -242,7 +241,8 @@ def _tree_memory(pid: int) -> tuple[float, float]:
             continue
         pss += getattr(m, "pss", m.rss)
         rss += m.rss
-    return pss / 1e6, rss / 1e6
+        each.append(round(getattr(m, "pss", m.rss) / 1e6))
+    return pss / 1e6, rss / 1e6, each
 
 
 def run_child(kind: str, args, extra: list[str]) -> dict:
@@ -251,13 +251,14 @@ def run_child(kind: str, args, extra: list[str]) -> dict:
         out = fh.name
     cmd = [sys.executable, __file__, "--child", kind, "--json", out, *extra]
     proc = subprocess.Popen(cmd)
-    peak = {"pss": 0.0, "rss": 0.0}
+    peak = {"pss": 0.0, "rss": 0.0, "each": []}
     stop = threading.Event()
 
     def sample():
         while not stop.is_set():
-            pss, rss = _tree_memory(proc.pid)
-            peak["pss"] = max(peak["pss"], pss)
+            pss, rss, each = _tree_memory(proc.pid)
+            if pss > peak["pss"]:
+                peak["pss"], peak["each"] = pss, each
             peak["rss"] = max(peak["rss"], rss)
             time.sleep(0.05)
 
@@ -272,6 +273,7 @@ def run_child(kind: str, args, extra: list[str]) -> dict:
     os.unlink(out)
     result["peak_pss_mb"] = peak["pss"]
     result["peak_rss_mb"] = peak["rss"]
+    result["peak_pss_each"] = peak["each"]
     return result
 
 
@@ -360,7 +362,8 @@ def main() -> None:
         pss = r["peak_pss_mb"]
         print(
             f"target pool ({m}) >= 1.5x optstrategy and < 300 MB: {speed}peak PSS {pss:.0f} MB "
-            f"{'MET' if pss < 300 else 'NOT MET'} (RSS sum {r['peak_rss_mb']:.0f} MB)"
+            f"{'MET' if pss < 300 else 'NOT MET'} (RSS sum {r['peak_rss_mb']:.0f} MB; PSS per "
+            f"process at the peak, parent first: {r['peak_pss_each']})"
         )
 
 

@@ -3,6 +3,7 @@ is recorded and the sweep goes on, a dead worker is survived, a killed sweep res
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -75,13 +76,17 @@ def test_run_batch_isolates_a_failing_combination(monkeypatch):
 
 
 # --------------------------------------------------------------------------- the pool
-def test_local_pool_matches_fast_path_and_records_failures(tmp_path):
-    """A real spawn-safe pool (2 workers): every run stored once; a combination naming a
-    dataset the market lacks is recorded with its error and the sweep finishes."""
+@pytest.mark.parametrize("start_method", ["spawn", None])
+def test_local_pool_matches_fast_path_and_records_failures(tmp_path, start_method):
+    """A real process pool (2 workers, spawned and with the platform default): every run stored
+    once; a combination naming a dataset the market lacks is recorded with its error and the
+    sweep finishes."""
     raw = _sweep_raw(tmp_path / "local")
     raw["sweep"]["grid"]["vix3m"] = ["vix3m", "no_such_series"]
     plan = plan_from_mapping(raw)
-    opts = ExecutorOptions("local", workers=2, batch_size=3, progress=False)
+    opts = ExecutorOptions(
+        "local", workers=2, batch_size=3, start_method=start_method, progress=False
+    )
     out = run_sweep(plan, opts=opts, report=False)
     fast = run_sweep(
         plan,
@@ -103,24 +108,44 @@ def test_local_pool_matches_fast_path_and_records_failures(tmp_path):
     assert not out.drifted and len(out.drift) == 1
 
 
+DYING_WORKER_SCRIPT = """
+import json, os, sys
+from engine.sweep import pool
+from engine.sweep.execute import ExecutorOptions
+from engine.sweep.run import run_sweep
+from engine.sweep.spec import plan_from_mapping
+
 _RUN_BATCH = pool.run_batch
 
 
-def _dying_batch(tasks, executor="local"):
-    """Kills its worker process on the combination with window 8 (a crashed worker)."""
+def dying_batch(tasks, executor="local"):
+    # kills its worker process on the combination with window 8 (a crashed worker)
     if any(t.params["window"] == 8 for t in tasks):
         os._exit(13)
     return _RUN_BATCH(tasks, executor)
 
 
-def test_pool_survives_a_dead_worker(monkeypatch, tmp_path):
-    """A worker that dies breaks the pool: it is restarted, innocent runs are retried, and the
-    combination that kills its worker is recorded as failed; the sweep finishes."""
-    monkeypatch.setattr(pool, "run_batch", _dying_batch)
-    plan = plan_from_mapping(_sweep_raw(tmp_path))
+if __name__ == "__main__":
+    pool.run_batch = dying_batch  # forked workers inherit the patched module
     opts = ExecutorOptions("local", workers=1, batch_size=2, start_method="fork", progress=False)
-    out = run_sweep(plan, opts=opts, report=False, top=0)
-    with ResultsStore(out.store_path) as s:
+    out = run_sweep(plan_from_mapping(json.loads(sys.argv[1])), opts=opts, report=False, top=0)
+    print(out.store_path)
+"""
+
+
+def test_pool_survives_a_dead_worker(tmp_path):
+    """A worker that dies breaks the pool: it is restarted, innocent runs are retried, and the
+    combination that kills its worker is recorded as failed; the sweep finishes. (Run in a
+    fresh single-threaded process: the patched worker function reaches workers by fork.)"""
+    script = tmp_path / "dying.py"
+    script.write_text(DYING_WORKER_SCRIPT, encoding="utf-8")
+    raw = json.dumps(_sweep_raw(tmp_path))
+    done = subprocess.run(
+        [sys.executable, str(script), raw], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "a worker process died; restarting the pool" in done.stderr
+    with ResultsStore(Path(done.stdout.strip().splitlines()[-1])) as s:
         df = s.frame()
     assert len(df) == 6 and df.index.is_unique
     dead = df[df["status"] == "failed"]

@@ -59,6 +59,7 @@ class _Progress:
         self._bar = None
         if enabled:
             tqdm = require_extra("tqdm", "dask")
+            tqdm.tqdm.monitor_interval = 0  # no monitor thread: pool workers may be forked later
             self._bar = tqdm.tqdm(
                 total=total,
                 initial=initial,

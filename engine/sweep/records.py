@@ -45,6 +45,15 @@ class RunRecord:
         return json.dumps(self.params, default=str)  # in the order of the sweep axes
 
 
+def params_of_row(row) -> dict:
+    """The swept values of a store row (columns ``p.<name>``) as plain Python values."""
+    return {
+        k[2:]: (v.item() if isinstance(v, np.generic) else v)
+        for k, v in row.items()
+        if k.startswith("p.")
+    }
+
+
 def calendar_ns(index) -> np.ndarray:
     """A DatetimeIndex as int64 nanoseconds (what the store keeps)."""
     return np.asarray(index.asi8, dtype=np.int64)

@@ -19,7 +19,7 @@ import pandas as pd
 from engine.runner import BacktestResult, run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, execute
-from .records import STATUS_OK, MarketCache
+from .records import STATUS_OK, MarketCache, params_of_row
 from .spec import SweepPlan
 from .store import ResultsStore
 from .vectorised import fast_backtest
@@ -132,7 +132,7 @@ def run_sweep(
         top_results = []
         overrides = wf.windows.iloc[0] if wf is not None else None
         for run_id, row in ranking.head(n_top).iterrows():
-            values = {k[2:]: _plain(v) for k, v in row.items() if k.startswith("p.")}
+            values = params_of_row(row)
             ovr = None
             if overrides is not None:
                 ovr = {
@@ -171,7 +171,3 @@ def run_sweep(
         wf,
         report_path,
     )
-
-
-def _plain(v):
-    return v.item() if isinstance(v, np.generic) else v

@@ -35,7 +35,7 @@ from engine.runner import BacktestResult, run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, execute
 from .metrics import METRIC_NAMES, SUMMARY_METRICS
-from .records import STATUS_OK, MarketCache
+from .records import STATUS_OK, MarketCache, params_of_row
 from .spec import SplitSpec, SweepPlan
 from .store import ResultsStore
 from .vectorised import MarketArrays, result_from_weights
@@ -139,14 +139,6 @@ def _slice_market(market: Market, start: pd.Timestamp, end: pd.Timestamp) -> Mar
     return Market(cal, frames, market.tradable, market.source, market.notes)
 
 
-def _params_of(row: pd.Series) -> dict:
-    return {k[2:]: _plain(v) for k, v in row.items() if k.startswith("p.")}
-
-
-def _plain(v):
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def run_walkforward(
     plan: SweepPlan,
     store: ResultsStore,
@@ -170,7 +162,7 @@ def run_walkforward(
             execute(plan, store, opts, overrides=w.overrides(), segment=w.label, markets=markets)
         )
         best = _best(store, w.label, rank.metric, rank.maximise)
-        params = _params_of(best)
+        params = params_of_row(best)
         _, cfg_full = plan.config_for(params)
         chosen_cfgs.append(cfg_full)
         rows.append(
@@ -200,7 +192,7 @@ def run_walkforward(
 
     in_sample = None
     if plan.split.in_sample_end is not None:
-        _, cfg_is = plan.config_for(_params_of(table.iloc[0]), windows[0].overrides())
+        _, cfg_is = plan.config_for(params_of_row(table.iloc[0]), windows[0].overrides())
         in_sample = run_backtest(cfg_is, market=markets.get(cfg_is))
         is_metrics = in_sample.metrics
         is_label = f"in-sample {windows[0].train_start:%Y-%m-%d}..{windows[0].train_end:%Y-%m-%d}"
