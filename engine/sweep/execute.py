@@ -10,8 +10,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.errors import ConfigError, require_extra
+from engine.errors import ConfigError, MissingExtraError, require_extra
 
+from .pool import DEFAULT_BATCH
 from .records import MarketCache, RunRecord
 from .spec import SweepPlan
 from .store import ResultsStore
@@ -28,7 +29,7 @@ class ExecutorOptions:
     workers: int | None = None
     scheduler: str | None = None
     chunk_size: int = 256  # runs per vectorised pass
-    batch_size: int = 10  # runs per event-driven backtrader pass (pool and Dask)
+    batch_size: int = DEFAULT_BATCH  # runs per event-driven backtrader pass (pool and Dask)
     start_method: str | None = None  # pool: forkserver (POSIX) / spawn by default, or fork
     progress: bool = True
 
@@ -58,7 +59,11 @@ class _Progress:
     def __init__(self, total: int, initial: int, desc: str, enabled: bool):
         self._bar = None
         if enabled:
-            tqdm = require_extra("tqdm", "dask")
+            try:
+                tqdm = require_extra("tqdm", "dask")
+            except MissingExtraError as exc:
+                log.info("no progress bar: %s", exc)
+                return
             tqdm.tqdm.monitor_interval = 0  # no monitor thread: pool workers may be forked later
             self._bar = tqdm.tqdm(
                 total=total,

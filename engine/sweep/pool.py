@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import importlib
 import logging
@@ -51,7 +52,8 @@ log = logging.getLogger(__name__)
 
 EXECUTOR = "local"
 IN_FLIGHT_PER_WORKER = 2
-DEFAULT_BATCH = 10  # strategies per backtrader pass: most of the shared-feed saving
+DEFAULT_BATCH = 5  # strategies per backtrader pass: most of the shared-feed saving, and each
+# strategy in a batch holds about 4 MB per 4,000 bars in its worker until the batch ends
 MAX_ATTEMPTS = 3  # pool breakdowns a run may be in flight for before it is recorded failed
 MAX_RUNNERS = 4  # preloaded feed sets kept per worker
 PRELOAD_MODULES = ["engine.sweep.batch", "engine.sweep.pool", "engine.runner", "empyrical"]
@@ -105,18 +107,22 @@ def _markets() -> MarketCache:
     return _MARKETS
 
 
+@functools.cache
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None)
+    except OSError:
+        return None
+
+
 def release_free_memory() -> None:
     """Return freed heap pages to the OS (glibc keeps them after large temporaries, e.g. the
-    synthetic market's generation); a no-op elsewhere."""
+    synthetic market's generation or a batch's backtrader objects); a no-op elsewhere."""
     gc.collect()
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return
-    try:
-        libc = ctypes.CDLL(libc_name)
-    except OSError:
-        return
-    trim = getattr(libc, "malloc_trim", None)
+    trim = _malloc_trim()
     if trim is not None:
         trim(0)
 

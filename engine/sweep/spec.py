@@ -190,7 +190,7 @@ class SweepSpec(_Model):
     workers: int | None = Field(None, ge=1, le=256)
     chunk_size: int = Field(256, ge=1, le=100_000, description="runs per fast-path array pass")
     batch_size: int = Field(
-        10, ge=1, le=1000, description="runs per event-driven backtrader pass (pool, Dask)"
+        5, ge=1, le=1000, description="runs per event-driven backtrader pass (pool, Dask)"
     )
     start_method: Literal["forkserver", "spawn", "fork"] | None = Field(
         None, description="process start method of the local pool (default: forkserver/spawn)"
