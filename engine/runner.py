@@ -46,6 +46,25 @@ class BacktestResult:
         return self.config.name
 
 
+def configure_broker(broker: bt.brokers.BackBroker, ex) -> bt.brokers.BackBroker:
+    """The broker settings of every run: cash, fill mode (cheat-on-close/open), no submit-time
+    cash check (the sizing rule keeps cash >= 0 after costs), slippage and commission."""
+    broker.setcash(ex.initial_cash)
+    broker.set_checksubmit(False)
+    broker.set_coc(ex.fill in ("next_close", "same_close"))
+    broker.set_coo(ex.fill == "next_open")
+    if ex.slippage.percent:
+        broker.set_slippage_perc(
+            ex.slippage.percent, slip_open=True, slip_limit=True, slip_match=True, slip_out=True
+        )
+    broker.addcommissioninfo(
+        PercentPerShareCommission(
+            commission=ex.commission.percent, per_share=ex.commission.per_share
+        )
+    )
+    return broker
+
+
 def prepare_market(cfg: BacktestConfig) -> Market:
     plan = cfg.plan
     return build_market(
@@ -83,20 +102,7 @@ def run_backtest(
         cheat_on_open=ex.fill == "next_open",
         quicknotify=True,
     )
-    broker = cerebro.broker
-    broker.setcash(ex.initial_cash)
-    broker.set_checksubmit(False)  # sizing already keeps cash >= 0 after costs
-    broker.set_coc(ex.fill in ("next_close", "same_close"))
-    broker.set_coo(ex.fill == "next_open")
-    if ex.slippage.percent:
-        broker.set_slippage_perc(
-            ex.slippage.percent, slip_open=True, slip_limit=True, slip_match=True, slip_out=True
-        )
-    broker.addcommissioninfo(
-        PercentPerShareCommission(
-            commission=ex.commission.percent, per_share=ex.commission.per_share
-        )
-    )
+    configure_broker(cerebro.broker, ex)
     assets = list(plan.assets())
     for n in assets:
         cerebro.adddata(_asset_feed(n, plan, cfg, market), name=n)

@@ -25,12 +25,12 @@ import backtrader as bt
 import pandas as pd
 from backtrader import indicator, linebuffer
 
-from engine.bt import PercentPerShareCommission, SignalFeed, TargetWeightStrategy
+from engine.bt import SignalFeed, TargetWeightStrategy
 from engine.chainseries import is_chain_input
-from engine.config import BacktestConfig, ExecutionConfig
+from engine.config import BacktestConfig
 from engine.errors import LookAheadWarning
 from engine.market import Market
-from engine.runner import BacktestResult, _asset_feed, _collect
+from engine.runner import BacktestResult, _asset_feed, _collect, configure_broker
 
 
 def batch_key(cfg: BacktestConfig) -> str:
@@ -45,24 +45,6 @@ def batch_key(cfg: BacktestConfig) -> str:
         },
         sort_keys=True,
     )
-
-
-def configure_broker(broker: bt.brokers.BackBroker, ex: ExecutionConfig) -> bt.brokers.BackBroker:
-    """The broker settings of ``engine.runner.run_backtest``."""
-    broker.setcash(ex.initial_cash)
-    broker.set_checksubmit(False)  # sizing already keeps cash >= 0 after costs
-    broker.set_coc(ex.fill in ("next_close", "same_close"))
-    broker.set_coo(ex.fill == "next_open")
-    if ex.slippage.percent:
-        broker.set_slippage_perc(
-            ex.slippage.percent, slip_open=True, slip_limit=True, slip_match=True, slip_out=True
-        )
-    broker.addcommissioninfo(
-        PercentPerShareCommission(
-            commission=ex.commission.percent, per_share=ex.commission.per_share
-        )
-    )
-    return broker
 
 
 class OwnBrokerStrategy(TargetWeightStrategy):
