@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from engine.errors import ConfigError
@@ -140,20 +141,23 @@ def _cached_shared(chain: str, roots: tuple[str, ...]):
     return CHAIN_DATASETS[chain].load_shared(SearchRoots(paths, [("root", p) for p in paths]))
 
 
-def compute_series(name: str, data_cfg) -> pd.Series:
-    """The daily series for a chain input name, over the chain's whole history."""
-    spec, column, chain_spec = parse_input(name)
-    frame = _series_frame(spec.name, chain_spec.name, data_cfg)
-    return frame[column]
+def series_on_calendar(name: str, calendar: pd.DatetimeIndex, data_cfg) -> pd.Series:
+    """What a strategy sees for the chain input ``name`` on ``calendar``: the series computed over
+    the chain rows from the calendar's first to its last date (exactly what
+    ``engine.bt_options.ChainIndicator.once`` computes from its feed), on the calendar, with no
+    carrying forward (a date without a value stays NaN; the calculator's status says why).
+
+    The market builder, the backtrader indicator and the vectorised executor therefore all see
+    the same numbers."""
+    spec, column, chain = parse_input(name)
+    key = (spec.name, chain.name, data_cfg.model_dump_json(), calendar[0], calendar[-1])
+    if key not in _SERIES_CACHE:
+        chain_df, context = load_chain(chain.name, data_cfg)
+        dates = chain_df["trade_date"]
+        window = chain_df[(dates >= calendar[0]) & (dates <= calendar[-1])]
+        order = np.argsort(window["trade_date"].to_numpy(), kind="stable")  # as the feed sorts
+        _SERIES_CACHE[key] = spec.compute(window.iloc[order].reset_index(drop=True), context)
+    return _SERIES_CACHE[key][column].reindex(calendar)
 
 
 _SERIES_CACHE: dict[tuple, pd.DataFrame] = {}
-
-
-def _series_frame(series: str, chain: str, data_cfg) -> pd.DataFrame:
-    key = (series, chain, data_cfg.model_dump_json())
-    if key not in _SERIES_CACHE:
-        chain_df, context = load_chain(chain, data_cfg)
-        spec = next(s for s in SERIES.values() if s.name == series)
-        _SERIES_CACHE[key] = spec.compute(chain_df, context)
-    return _SERIES_CACHE[key]

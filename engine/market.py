@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.chainseries import compute_series, is_chain_input
+from engine.chainseries import is_chain_input, series_on_calendar
 from engine.config import DataConfig
 from engine.errors import ConfigError, DataError, DataQualityWarning
 
@@ -95,14 +95,14 @@ def load_raw(name: str, data_cfg: DataConfig) -> pd.DataFrame:
     return _load_file_backed(name, files_key, (str(root_of_first),))
 
 
-def _chain_frame(name: str, data_cfg: DataConfig) -> pd.DataFrame:
-    """A chain-derived series (``column@chain``) as a close-only frame."""
-    series = compute_series(name, data_cfg)
-    frame = pd.DataFrame(
-        index=pd.DatetimeIndex(series.index, name="date"),
-        columns=list(PRICE_COLUMNS),
-        dtype=np.float64,
-    )
+def _chain_frame(name: str, calendar, data_cfg: DataConfig, notes: list) -> pd.DataFrame:
+    """A chain-derived series (``column@chain``) on the calendar as a close-only frame, exactly
+    as the backtest's chain indicator computes it (not carried forward)."""
+    series = series_on_calendar(name, calendar, data_cfg)
+    missing = int(series.isna().sum())
+    if missing:
+        notes.append(f"{name}: {missing} of {len(series)} dates have no value (see its status)")
+    frame = pd.DataFrame(index=calendar, columns=list(PRICE_COLUMNS), dtype=np.float64)
     frame["close"] = series.to_numpy(dtype=np.float64)
     return frame
 
@@ -185,14 +185,16 @@ def build_market(
 ) -> Market:
     """Load every dataset named and align it on the tradables' common calendar."""
     names = tuple(dict.fromkeys(tuple(tradable) + tuple(signals)))
-    raw = {
-        n: _chain_frame(n, data_cfg) if is_chain_input(n) else load_raw(n, data_cfg) for n in names
-    }
+    raw = {n: load_raw(n, data_cfg) for n in names if not is_chain_input(n)}
     calendar = _calendar(data_cfg, raw, tuple(tradable))
     notes: list[str] = []
     frames = {n: _tradable_frame(n, raw[n], calendar, need_open) for n in tradable}
     for n in signals:
-        if n not in frames:
+        if n in frames:
+            continue
+        if is_chain_input(n):
+            frames[n] = _chain_frame(n, calendar, data_cfg, notes)
+        else:
             frames[n] = _signal_frame(n, raw[n], calendar, data_cfg.ffill_limit, notes)
     for note in notes:
         log.info(note)

@@ -198,7 +198,7 @@ def test_grid_metrics_equal_performance_metrics():
     )
     combos = list(plan.iter_combos())
     market = prepare_market(plan.base)
-    arrays = MarketArrays.from_market(market, plan.base.plan, plan.base.data)
+    arrays = MarketArrays.from_market(market, plan.base.plan)
     sim = simulate(
         decision_stack([c.config.plan for c in combos], arrays.inputs), arrays, plan.base.execution
     )

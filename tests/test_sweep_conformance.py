@@ -120,7 +120,7 @@ def test_grid_simulation_equals_single_runs():
         for b in (0.0, 0.03)
     ]
     market = market_for(base)
-    arrays = MarketArrays.from_market(market, base.plan, base.data)
+    arrays = MarketArrays.from_market(market, base.plan)
     grid = simulate(decision_stack([c.plan for c in cfgs], arrays.inputs), arrays, base.execution)
     for j, c in enumerate(cfgs):
         single = fast_backtest(c, market)

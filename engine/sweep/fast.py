@@ -62,7 +62,7 @@ def _run_group(
     try:
         arrays = arrays_by_key.get(key)
         if arrays is None:
-            arrays = MarketArrays.from_market(markets.get(cfg0), cfg0.plan, cfg0.data)
+            arrays = MarketArrays.from_market(markets.get(cfg0), cfg0.plan)
             arrays_by_key[key] = arrays
     except Exception as exc:  # noqa: BLE001 - every combination of the group is recorded failed
         log.debug("market for %s failed", cfg0.name, exc_info=True)

@@ -58,18 +58,13 @@ class MarketArrays:
     inputs: Mapping[str, np.ndarray]  # dataset name -> closes (n_bars,)
 
     @classmethod
-    def from_market(cls, market: Market, plan, data_cfg=None) -> MarketArrays:
+    def from_market(cls, market: Market, plan) -> MarketArrays:
         """Arrays for ``plan`` (a ``DecisionPlan``: anything with ``assets()``/``inputs()``).
-
-        Inputs derived from an option chain (``column@chain``) are computed as backtrader's
-        ``ChainIndicator`` computes them in ``run_backtest`` (the series over the chain rows of
-        the calendar's span, on the calendar, no carrying forward), which needs ``data_cfg``."""
-        from engine.chainseries import is_chain_input
-
+        Chain-derived inputs (``column@chain``) are in the market already, computed as the
+        backtest's chain indicator computes them (``engine.chainseries.series_on_calendar``)."""
         assets = tuple(plan.assets())
         names = tuple(dict.fromkeys(plan.inputs()))
-        chain_names = [n for n in names if is_chain_input(n)]
-        missing = [n for n in (*assets, *names) if n not in market.frames and n not in chain_names]
+        missing = [n for n in (*assets, *names) if n not in market.frames]
         if missing:
             raise ValueError(
                 f"the market has no frame for {missing}; it holds {sorted(market.frames)}"
@@ -80,36 +75,7 @@ class MarketArrays:
         closes = np.column_stack(
             [market.frames[a]["close"].to_numpy(dtype=np.float64) for a in assets]
         )
-        inputs = market.closes([n for n in names if n not in chain_names])
-        if chain_names:
-            if data_cfg is None:
-                raise ValueError(
-                    f"inputs {chain_names} come from option chains; pass data_cfg to compute them"
-                )
-            inputs.update(_chain_inputs(chain_names, market.calendar, data_cfg))
-        return cls(market.calendar, assets, opens, closes, {n: inputs[n] for n in names})
-
-
-def _chain_inputs(names, calendar: pd.DatetimeIndex, data_cfg) -> dict[str, np.ndarray]:
-    """``engine.bt_options.ChainIndicator.once`` without backtrader: each chain series computed
-    over the chain rows from the first to the last calendar date, reindexed on the calendar."""
-    from engine.chainseries import load_chain, parse_input
-
-    out = {}
-    frames: dict[tuple, pd.DataFrame] = {}
-    for name in names:
-        spec, column, chain = parse_input(name)
-        key = (spec.name, chain.name)
-        if key not in frames:
-            chain_df, context = load_chain(chain.name, data_cfg)
-            order = np.argsort(chain_df["trade_date"].to_numpy(), kind="stable")
-            chain_df = chain_df.iloc[order].reset_index(drop=True)  # as OptionChainFeed sorts
-            dates = chain_df["trade_date"].to_numpy(dtype="datetime64[ns]")
-            lo = np.searchsorted(dates, np.datetime64(calendar[0], "ns"), "left")
-            hi = np.searchsorted(dates, np.datetime64(calendar[-1], "ns"), "right")
-            frames[key] = spec.compute(chain_df.iloc[lo:hi], context).reindex(calendar)
-        out[name] = frames[key][column].to_numpy(dtype=np.float64)
-    return out
+        return cls(market.calendar, assets, opens, closes, market.closes(names))
 
 
 def decision_stack(plans: Sequence, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -502,7 +468,7 @@ def result_from_weights(
     from engine.runner import BacktestResult
 
     plan = cfg.plan
-    arrays = MarketArrays.from_market(market, plan, cfg.data)
+    arrays = MarketArrays.from_market(market, plan)
     sim = simulate(weights[None], arrays, cfg.execution, keep_holdings=True)
     cal = arrays.calendar
     assets = list(arrays.assets)
@@ -562,6 +528,6 @@ def fast_backtest(cfg: BacktestConfig, market: Market | None = None):
         from engine.runner import prepare_market
 
         market = prepare_market(cfg)
-    arrays = MarketArrays.from_market(market, cfg.plan, cfg.data)
+    arrays = MarketArrays.from_market(market, cfg.plan)
     weights = cfg.plan.weights(arrays.inputs)
     return result_from_weights(cfg, market, weights)

@@ -213,10 +213,10 @@ def run_walkforward(
 def _stitch(plan, market: Market, windows: list[Window], cfgs) -> BacktestResult:
     """One out-of-sample path: window i's chosen weights on window i's test bars only."""
     cal = market.calendar
-    arrays = MarketArrays.from_market(market, cfgs[0].params)
+    arrays = MarketArrays.from_market(market, cfgs[0].plan)
     stitched = np.full((len(cal), len(arrays.assets)), np.nan)
     for w, cfg in zip(windows, cfgs, strict=True):
-        weights = cfg.spec.weights(MarketArrays.from_market(market, cfg.params).inputs, cfg.params)
+        weights = cfg.plan.weights(MarketArrays.from_market(market, cfg.plan).inputs)
         rows = (cal >= w.test_start) & (cal <= w.test_end)
         stitched[rows] = weights[rows]
     start, end = windows[0].test_start, windows[-1].test_end
