@@ -65,6 +65,19 @@ def configure_broker(broker: bt.brokers.BackBroker, ex) -> bt.brokers.BackBroker
     return broker
 
 
+def add_feeds(cerebro: bt.Cerebro, cfg: BacktestConfig, market: Market) -> None:
+    """The run's feeds: one per traded asset (an option-chain feed where a chain input uses
+    it), and one non-tradable SignalFeed carrying every other input series."""
+    plan = cfg.plan
+    assets = list(plan.assets())
+    for n in assets:
+        cerebro.adddata(_asset_feed(n, plan, cfg, market), name=n)
+    signal_names = [n for n in plan.inputs() if n not in assets and not is_chain_input(n)]
+    if signal_names:
+        signals = pd.DataFrame({n: market.frames[n]["close"] for n in signal_names})
+        cerebro.adddata(SignalFeed(frame=signals), name="signals")
+
+
 def prepare_market(cfg: BacktestConfig) -> Market:
     plan = cfg.plan
     return build_market(
@@ -103,13 +116,7 @@ def run_backtest(
         quicknotify=True,
     )
     configure_broker(cerebro.broker, ex)
-    assets = list(plan.assets())
-    for n in assets:
-        cerebro.adddata(_asset_feed(n, plan, cfg, market), name=n)
-    signal_names = [n for n in plan.inputs() if n not in assets and not is_chain_input(n)]
-    if signal_names:
-        signals = pd.DataFrame({n: market.frames[n]["close"] for n in signal_names})
-        cerebro.adddata(SignalFeed(frame=signals), name="signals")
+    add_feeds(cerebro, cfg, market)
     cerebro.addstrategy(TargetWeightStrategy, plan=plan, execution=ex, data_cfg=cfg.data)
     strat = cerebro.run()[0]
 

@@ -22,15 +22,13 @@ import warnings
 from collections.abc import Sequence
 
 import backtrader as bt
-import pandas as pd
 from backtrader import indicator, linebuffer
 
-from engine.bt import SignalFeed, TargetWeightStrategy
-from engine.chainseries import is_chain_input
+from engine.bt import TargetWeightStrategy
 from engine.config import BacktestConfig
 from engine.errors import LookAheadWarning
 from engine.market import Market
-from engine.runner import BacktestResult, _asset_feed, _collect, configure_broker
+from engine.runner import BacktestResult, _collect, add_feeds, configure_broker
 
 
 def batch_key(cfg: BacktestConfig) -> str:
@@ -79,7 +77,6 @@ class BatchRunner:
     def __init__(self, cfg: BacktestConfig, market: Market):
         self.key = batch_key(cfg)
         self.market = market
-        plan = cfg.plan
         ex = cfg.execution
         cerebro = MultiBrokerCerebro(
             stdstats=False,
@@ -88,13 +85,7 @@ class BatchRunner:
             cheat_on_open=ex.fill == "next_open",
             quicknotify=True,
         )
-        assets = list(plan.assets())
-        for n in assets:
-            cerebro.adddata(_asset_feed(n, plan, cfg, market), name=n)
-        signal_names = [n for n in plan.inputs() if n not in assets and not is_chain_input(n)]
-        if signal_names:
-            signals = pd.DataFrame({n: market.frames[n]["close"] for n in signal_names})
-            cerebro.adddata(SignalFeed(frame=signals), name="signals")
+        add_feeds(cerebro, cfg, market)
         # what Cerebro.run() prepares before running strategies, then the one preload
         cerebro._event_stop = False
         cerebro._dorunonce = True
