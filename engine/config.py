@@ -266,11 +266,12 @@ def config_from_mapping(raw: Mapping, source: Path | str | None = None) -> Backt
     return cfg
 
 
-def load_config(path: str | Path) -> BacktestConfig:
-    """Read and validate one YAML config file."""
+def read_yaml(path: str | Path, kind: str = "config", example: str = "configs/vratio.yaml"):
+    """Parse one YAML file into a mapping, or raise a ConfigError naming the file (and the line
+    for a syntax error) and pointing at ``example``."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found (cwd {Path.cwd()})")
+        raise ConfigError(f"{path}: {kind} file not found (cwd {Path.cwd()})")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -279,8 +280,18 @@ def load_config(path: str | Path) -> BacktestConfig:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
     if raw is None:
-        raise ConfigError(f"{path}: the file is empty; see configs/vratio.yaml for an example")
-    return config_from_mapping(raw, source=path)
+        raise ConfigError(f"{path}: the file is empty; see {example} for an example")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{path}: the file must hold a mapping of keys (got {type(raw).__name__}); "
+            f"see {example}"
+        )
+    return dict(raw)
+
+
+def load_config(path: str | Path) -> BacktestConfig:
+    """Read and validate one YAML config file."""
+    return config_from_mapping(read_yaml(path), source=Path(path))
 
 
 def dump_config(cfg: BacktestConfig) -> str:

@@ -43,10 +43,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.config import BacktestConfig, _raise_validation, config_from_mapping
+from engine.config import BacktestConfig, _raise_validation, config_from_mapping, read_yaml
 from engine.errors import ConfigError
 
 from .metrics import LOWER_IS_BETTER, METRIC_NAMES
@@ -518,22 +517,6 @@ class SweepPlan:
 
 
 # --------------------------------------------------------------------------- loading
-def _read_yaml(path: Path):
-    if not path.is_file():
-        raise ConfigError(f"{path}: sweep file not found (cwd {Path.cwd()})")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, Mapping):
-        raise ConfigError(
-            f"{path}: the file must hold a mapping of keys; see configs/sweeps/vratio_grid.yaml"
-        )
-    return dict(raw)
-
-
 def _validate_block(model: type[BaseModel], raw, key: str, source):
     if not isinstance(raw, Mapping):
         where = f"{source}: " if source else ""
@@ -565,4 +548,6 @@ def plan_from_mapping(raw: Mapping, source: Path | str | None = None) -> SweepPl
 def load_sweep(path: str | Path) -> SweepPlan:
     """Read and validate a sweep YAML file."""
     path = Path(path)
-    return plan_from_mapping(_read_yaml(path), source=path)
+    return plan_from_mapping(
+        read_yaml(path, "sweep", "configs/sweeps/vratio_grid.yaml"), source=path
+    )
