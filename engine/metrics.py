@@ -11,7 +11,10 @@ import pandas as pd
 TRADING_DAYS_PER_YEAR = 252
 
 
-def _finite(x) -> float | None:
+def finite_or_none(x) -> float | None:
+    """A float, or None for None/NaN/inf (JSON and SQLite friendly)."""
+    if x is None:
+        return None
     x = float(x)
     return x if math.isfinite(x) else None
 
@@ -30,12 +33,12 @@ def performance_metrics(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # empyrical divides by a zero vol
         out = {
-            "cagr": _finite(ep.annual_return(r, period="daily")),
-            "annual_volatility": _finite(ep.annual_volatility(r, period="daily")),
-            "sharpe": _finite(ep.sharpe_ratio(r, period="daily")),
-            "sortino": _finite(ep.sortino_ratio(r, period="daily")),
-            "max_drawdown": _finite(ep.max_drawdown(r)),
-            "calmar": _finite(ep.calmar_ratio(r, period="daily")),
+            "cagr": finite_or_none(ep.annual_return(r, period="daily")),
+            "annual_volatility": finite_or_none(ep.annual_volatility(r, period="daily")),
+            "sharpe": finite_or_none(ep.sharpe_ratio(r, period="daily")),
+            "sortino": finite_or_none(ep.sortino_ratio(r, period="daily")),
+            "max_drawdown": finite_or_none(ep.max_drawdown(r)),
+            "calmar": finite_or_none(ep.calmar_ratio(r, period="daily")),
         }
     years = len(r) / TRADING_DAYS_PER_YEAR
     traded = (
@@ -47,14 +50,16 @@ def performance_metrics(
     exposure = (gross / equity).replace([np.inf, -np.inf], np.nan)
     out.update(
         {
-            "total_return": _finite(equity.iloc[-1] / equity.iloc[0] * (1 + r.iloc[0]) - 1)
+            "total_return": finite_or_none(equity.iloc[-1] / equity.iloc[0] * (1 + r.iloc[0]) - 1)
             if len(equity)
             else None,
-            "final_equity": _finite(equity.iloc[-1]),
-            "turnover": _finite(traded / float(equity.mean()) / years) if years > 0 else None,
+            "final_equity": finite_or_none(equity.iloc[-1]),
+            "turnover": finite_or_none(traded / float(equity.mean()) / years)
+            if years > 0
+            else None,
             "trades": len(transactions),
-            "exposure": _finite(exposure.mean()),
-            "time_in_market": _finite((gross > 0).mean()),
+            "exposure": finite_or_none(exposure.mean()),
+            "time_in_market": finite_or_none((gross > 0).mean()),
             "start": f"{r.index[0]:%Y-%m-%d}",
             "end": f"{r.index[-1]:%Y-%m-%d}",
             "bars": len(r),

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from engine.metrics import TRADING_DAYS_PER_YEAR
+from engine.metrics import TRADING_DAYS_PER_YEAR, finite_or_none
 
 from .vectorised import GridSimulation
 
@@ -35,14 +35,6 @@ SUMMARY_METRICS = (
 METRIC_NAMES = (*SUMMARY_METRICS, "final_equity", "time_in_market", "rebalances")
 # Metrics for which smaller is better (used when a rank spec gives no direction).
 LOWER_IS_BETTER = frozenset({"annual_volatility", "turnover", "trades", "rebalances"})
-
-
-def finite_or_none(x) -> float | None:
-    """A float, or None for NaN/inf (JSON and SQLite friendly, like engine.metrics)."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def numeric_metrics(metrics: dict) -> dict[str, float | None]:
