@@ -6,7 +6,7 @@ python run_backtest.py configs/vratio.yaml
 
 import sys
 
-from engine.cli import main
+from volbacktest.engine.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,13 +23,13 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from engine.calculators.anomaly import (
+from volbacktest.engine.calculators.anomaly import (
     AnomalyConfig,
     IsolationForestConfig,
     option_features,
     score_rolling,
 )
-from engine.errors import DataQualityWarning
+from volbacktest.engine.errors import DataQualityWarning
 
 REPO = Path(__file__).resolve().parents[1]
 RATE_CC = 0.03  # flat CNY rate for the inversion (SHIBOR 3M hovered at 2.5-5 % in 2015-2024)
@@ -62,7 +62,7 @@ def brentq_iv(price, spot, strike, tau, rate, div, is_call) -> np.ndarray:
 
 
 def load_chain(data: Path) -> pd.DataFrame:
-    from data.chains import load_50etf_options
+    from volbacktest.data.chains import load_50etf_options
 
     folder = data / "china_50etf"
     with warnings.catch_warnings():

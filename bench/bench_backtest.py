@@ -17,9 +17,9 @@ import warnings
 
 import backtrader as bt
 
-from engine.config import config_from_mapping
-from engine.market import Market
-from engine.runner import prepare_market, run_backtest
+from volbacktest.engine.inputs.config import config_from_mapping
+from volbacktest.engine.inputs.market import Market
+from volbacktest.engine.run.runner import prepare_market, run_backtest
 
 N_BARS = 4000
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.cfe import KNOWN_ISSUES, load_cfe_folder, matrix_sessions
-from engine.calculators import futures as fut
-from engine.calculators.futures_curve import (
+from volbacktest.data.cfe import KNOWN_ISSUES, load_cfe_folder, matrix_sessions
+from volbacktest.engine.calculators import futures as fut
+from volbacktest.engine.calculators.futures_curve import (
     constant_maturity,
     futures_curve,
     futures_index,

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.chains import load_50etf_options
-from data.rates import load_shibor, shibor_curve_rate
-from engine.calculators.vix import SSE_IVIX, compute_vix, interpolate_vix
-from engine.errors import DataQualityWarning, StaleDataWarning
+from volbacktest.data.chains import load_50etf_options
+from volbacktest.data.rates import load_shibor, shibor_curve_rate
+from volbacktest.engine.calculators.vix import SSE_IVIX, compute_vix, interpolate_vix
+from volbacktest.engine.errors import DataQualityWarning, StaleDataWarning
 
 TARGET_SECONDS = 1.0
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.loaders import load_yahoo_ohlcv
-from engine.calculators import ou
-from engine.errors import NotMeanRevertingWarning
+from volbacktest.data.loaders import load_yahoo_ohlcv
+from volbacktest.engine.calculators import ou
+from volbacktest.engine.errors import NotMeanRevertingWarning
 
 DT = 1.0 / ou.TRADING_DAYS_PER_YEAR
 WINDOW = 252  # one trading year of transitions

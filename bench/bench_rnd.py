@@ -37,13 +37,13 @@ from scipy.optimize import minimize  # noqa: E402
 from scipy.special import ndtr  # noqa: E402
 from scipy.stats import lognorm  # noqa: E402
 
-from engine.calculators.rnd import (  # noqa: E402
+from volbacktest.engine.calculators.rnd import (  # noqa: E402
     RNDOptions,
     fit_rnd,
     fit_rnd_chain,
     rnd_horizon_moments,
 )
-from engine.errors import DataQualityWarning  # noqa: E402
+from volbacktest.engine.errors import DataQualityWarning  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ETF_RATE_CC = 0.03  # constant, as in docs/rnd (SHIBOR stops 2018-07-13; see docs/rnd/README.md)
@@ -138,7 +138,7 @@ def timed(fn, repeat):
 
 
 def load_etf(data: Path):
-    from data.chains import load_50etf_options
+    from volbacktest.data.chains import load_50etf_options
 
     folder = data / "china_50etf"
     with warnings.catch_warnings():
@@ -203,7 +203,7 @@ def main(argv=None) -> None:
     # 2. a real chain of about 100 quotes (SPX 2011-02-18, 120 OTM mids)
     spx_path = args.data / "us_option_chains" / "SPX-Options-24jan2011.csv"
     if spx_path.is_file():
-        from data.chains import load_spx_quote_table
+        from volbacktest.data.chains import load_spx_quote_table
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataQualityWarning)

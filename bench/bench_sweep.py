@@ -63,8 +63,8 @@ def sweep_mapping(combos: int, start: str) -> dict:
 def bench_start_date() -> str:
     """First date of the last N_BARS bars of the synthetic market (so every executor sees the
     same 4,000 bars from a plain config)."""
-    from engine.config import config_from_mapping
-    from engine.runner import prepare_market
+    from volbacktest.engine.inputs.config import config_from_mapping
+    from volbacktest.engine.run.runner import prepare_market
 
     cfg = config_from_mapping(
         {"name": "b", "strategy": {"name": "vratio"}, "data": {"synthetic": SYN}}
@@ -103,8 +103,8 @@ class VRatioSwitch(bt.Strategy):
 def child_prepare(args) -> dict:
     import pickle
 
-    from engine.runner import prepare_market
-    from engine.sweep.spec import plan_from_mapping
+    from volbacktest.engine.run.runner import prepare_market
+    from volbacktest.engine.sweep.spec import plan_from_mapping
 
     start = bench_start_date()
     plan = plan_from_mapping(sweep_mapping(args.combos, start))
@@ -119,13 +119,13 @@ def child_prepare(args) -> dict:
 def child_fast(args) -> dict:
     import warnings
 
-    from engine.runner import prepare_market, run_backtest
-    from engine.sweep.execute import ExecutorOptions, execute
-    from engine.sweep.fast import run_fast
-    from engine.sweep.records import MarketCache
-    from engine.sweep.spec import plan_from_mapping
-    from engine.sweep.store import ResultsStore
-    from engine.sweep.vectorised import fast_backtest
+    from volbacktest.engine.run.runner import prepare_market, run_backtest
+    from volbacktest.engine.sweep.execute import ExecutorOptions, execute
+    from volbacktest.engine.sweep.fast import run_fast
+    from volbacktest.engine.sweep.records import MarketCache
+    from volbacktest.engine.sweep.spec import plan_from_mapping
+    from volbacktest.engine.sweep.store import ResultsStore
+    from volbacktest.engine.execution.vectorised import fast_backtest
 
     warnings.simplefilter("ignore")
     plan = plan_from_mapping(sweep_mapping(args.combos, args.start))
@@ -168,8 +168,8 @@ def child_pool(args) -> dict:
     """The pool as ``sweep --executor local`` runs it, with the market read from the file the
     prepare step wrote (as optstrategy reads its frames: the synthetic generator's own memory is
     not the pool's); the initializer hands it to every worker."""
-    from engine.sweep.pool import batches, run_local
-    from engine.sweep.spec import plan_from_mapping
+    from volbacktest.engine.sweep.pool import batches, run_local
+    from volbacktest.engine.sweep.spec import plan_from_mapping
 
     plan = plan_from_mapping(sweep_mapping(args.combos, args.start))
     combos = list(plan.iter_combos())

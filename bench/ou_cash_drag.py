@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.calculators.ou import TRADING_DAYS_PER_YEAR
-from engine.config import load_config
-from engine.runner import run_backtest
+from volbacktest.engine.calculators.ou import TRADING_DAYS_PER_YEAR
+from volbacktest.engine.inputs.config import load_config
+from volbacktest.engine.run.runner import run_backtest
 
 REPO = Path(__file__).resolve().parents[1]
 # Annual averages of the 3-month T-bill rate, percent (H.15 / FRED TB3MS, rounded).

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.calculators.ou import TRADING_DAYS_PER_YEAR
-from engine.config import load_config
-from engine.runner import prepare_market
-from strategies.pairs import OUPairsParams, ou_pairs_decision
+from volbacktest.engine.calculators.ou import TRADING_DAYS_PER_YEAR
+from volbacktest.engine.inputs.config import load_config
+from volbacktest.engine.run.runner import prepare_market
+from volbacktest.strategies.pairs import OUPairsParams, ou_pairs_decision
 
 REPO = Path(__file__).resolve().parents[1]
 PERCENTILES = (5, 25, 50, 75, 95)

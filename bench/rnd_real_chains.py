@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.calculators.rnd import RNDOptions, fit_rnd_chain, rnd_horizon_moments, rnd_moments
-from engine.errors import DataQualityWarning
+from volbacktest.engine.calculators.rnd import RNDOptions, fit_rnd_chain, rnd_horizon_moments, rnd_moments
+from volbacktest.engine.errors import DataQualityWarning
 
 REPO = Path(__file__).resolve().parents[1]
 SPX_RATE_CC = 0.003
@@ -178,7 +178,7 @@ def _us_section(name, chain, rate, expiries, fit_expiry, out_dir):
 
 def write_figures(data: Path, out_dir: Path, with_50etf: bool = True) -> list[Path]:
     """Write rnd_spx.png, rnd_gs.png, (rnd_50etf_30d.png) and moments.md into ``out_dir``."""
-    from data.chains import load_50etf_options, load_gs_options, load_spx_quote_table
+    from volbacktest.data.chains import load_50etf_options, load_gs_options, load_spx_quote_table
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -27,8 +27,8 @@ from typing import Literal
 
 import pandas as pd
 
-from data import cfe, loaders
-from engine.errors import ConfigError, DataError, DataNotFoundError
+from volbacktest.data import cfe, loaders
+from volbacktest.engine.errors import ConfigError, DataError, DataNotFoundError
 
 logger = logging.getLogger(__name__)
 

@@ -48,10 +48,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from data.loaders import CFE_OLD_SCALE, CFE_RESCALE_DATE, close_only_frame
-from engine.calculators.futures import nyse_sessions, vix_expiries
-from engine.calculators.futures_curve import SettleMatrix, futures_curve
-from engine.errors import ConfigError, DataError, DataNotFoundError, DataQualityWarning
+from volbacktest.data.loaders import CFE_OLD_SCALE, CFE_RESCALE_DATE, close_only_frame
+from volbacktest.engine.calculators.futures import nyse_sessions, vix_expiries
+from volbacktest.engine.calculators.futures_curve import SettleMatrix, futures_curve
+from volbacktest.engine.errors import ConfigError, DataError, DataNotFoundError, DataQualityWarning
 
 logger = logging.getLogger(__name__)
 
@@ -696,7 +696,7 @@ def _signature(paths: Iterable[Path]) -> tuple:
 
 @functools.lru_cache(maxsize=4)
 def _cached_settles(folder: str, continuous: str | None, signature: tuple) -> SettleMatrix:
-    from data.loaders import load_vix_futures_continuous
+    from volbacktest.data.loaders import load_vix_futures_continuous
 
     base = load_cfe_folder(folder).matrix()
     if continuous is None:
@@ -737,7 +737,7 @@ def simulated_etn_frame(
     tbill_rate=0.0,
 ) -> pd.DataFrame:
     """A close-only frame of a note simulated from the futures (the catalogue's ``*_sim``)."""
-    from engine.calculators.futures_curve import futures_index, simulate_etn
+    from volbacktest.engine.calculators.futures_curve import futures_index, simulate_etn
 
     matrix = load_vx_settles(cfe_folder, continuous_path)
     sessions = matrix_sessions(matrix)

@@ -48,7 +48,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from engine.errors import ConfigError, DataError, DataNotFoundError, DataQualityWarning
+from volbacktest.engine.errors import ConfigError, DataError, DataNotFoundError, DataQualityWarning
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.interpolate import CubicSpline
 
-from engine.errors import DataError, DataNotFoundError, StaleDataWarning
+from volbacktest.engine.errors import DataError, DataNotFoundError, StaleDataWarning
 
 # SHIBOR tenors in days on the act/360 money-market basis (REFERENCES.md §2): a month is 30
 # days, a year 360.

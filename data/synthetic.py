@@ -66,7 +66,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from engine.calculators.futures import (
+from volbacktest.engine.calculators.futures import (
     VXX_ANNUAL_FEE,
     XIV_ANNUAL_FEE,
     ETNResult,
@@ -76,7 +76,7 @@ from engine.calculators.futures import (
     short_term_index,
     vix_expiries,
 )
-from engine.errors import ConfigError
+from volbacktest.engine.errors import ConfigError
 
 SESSIONS_PER_YEAR = 252  # trading-time clock of the model: one session = 1/252 year
 CALENDAR_DAYS_PER_YEAR = 365  # Cboe VIX methodology converts calendar days with 365

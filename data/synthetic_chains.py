@@ -86,7 +86,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from engine.errors import ConfigError
+from volbacktest.engine.errors import ConfigError
 
 DAYS_PER_YEAR = 365.0  # calendar-day year of the VIX/iVIX methodology (REFERENCES.md sections 1-2)
 MINUTES_PER_YEAR = 525_600.0  # Cboe VIX: T = minutes to settlement / 525,600
@@ -642,13 +642,13 @@ def spx_chains(
     """Daily SPX-like chains on the embedded US market of ``data.synthetic`` for ``seed`` over
     the NYSE sessions ``start..end`` (see the module docstring). Same columns as
     :func:`etf50_chains`, with ``settlement`` 'AM'/'PM' and multiplier 100."""
-    from data.synthetic import generate_market
+    from volbacktest.data.synthetic import generate_market
 
     sp = params or SpxChainParams()
     market = generate_market(None, seed, start, end)
     spx = market.frames["spx"]
     dates = spx.index
-    from engine.calculators.futures import nyse_sessions
+    from volbacktest.engine.calculators.futures import nyse_sessions
 
     wide = nyse_sessions(dates[0], dates[-1] + pd.Timedelta(days=sp.monthly_days + 10))
     exp = spx_expiries(dates[0], dates[-1] + pd.Timedelta(days=sp.monthly_days + 7), wide)

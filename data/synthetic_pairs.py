@@ -35,9 +35,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.calculators import ou
-from engine.calculators.futures import nyse_sessions
-from engine.errors import ConfigError
+from volbacktest.engine.calculators import ou
+from volbacktest.engine.calculators.futures import nyse_sessions
+from volbacktest.engine.errors import ConfigError
 
 # Bar length in years: daily sessions on the 252-day trading clock (REFERENCES.md section 5).
 DT_YEARS = 1.0 / ou.TRADING_DAYS_PER_YEAR

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 
-from engine.errors import ConfigError
+from volbacktest.engine.errors import ConfigError
 
 from . import cooper, ivix, pairs
 from .base import StrategyParams, StrategySpec

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from engine.calculators.rolling import (
+from volbacktest.engine.calculators.rolling import (
     band_switch,
     log_returns,
     rolling_mean,

@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from engine.calculators.rolling import band_switch, rolling_mean
+from volbacktest.engine.calculators.rolling import band_switch, rolling_mean
 
 from .base import Inputs, StrategyParams
 
@@ -43,7 +43,7 @@ class IVIXTimingParams(StrategyParams):
             raise ValueError(
                 f"short_window {self.short_window} is longer than long_window {self.long_window}"
             )
-        from engine.options_series import check_underlying
+        from volbacktest.engine.inputs.options_series import check_underlying
 
         check_underlying(self.chain, self.asset)
         return self

@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from engine.calculators import ou
+from volbacktest.engine.calculators import ou
 
 from .base import Inputs, StrategyParams
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.calculators.anomaly import (
+from volbacktest.engine.calculators.anomaly import (
     ARTICLE_CONFIG,
     ARTICLE_FEATURES,
     AnomalyConfig,
@@ -25,8 +25,8 @@ from engine.calculators.anomaly import (
     score_rolling,
     select_bucket_contracts,
 )
-from engine.calculators.bs import bs_greeks, bs_price
-from engine.errors import ConfigError, DataQualityWarning
+from volbacktest.engine.calculators.bs import bs_greeks, bs_price
+from volbacktest.engine.errors import ConfigError, DataQualityWarning
 
 REPO = Path(__file__).resolve().parents[1]
 GS_FILE = ("us_option_chains", "option_GS_df.csv")
@@ -35,7 +35,7 @@ SMILE_FEATURES = ("log_moneyness", "days_to_expiry", "iv", "iv_residual")
 
 
 def _load_gs(shared_data: Path) -> pd.DataFrame:
-    from data.chains import load_gs_options
+    from volbacktest.data.chains import load_gs_options
 
     return load_gs_options(shared_data.joinpath(*GS_FILE), policy=None)
 
@@ -406,7 +406,7 @@ def test_bucket_picks_nearest_expiry_then_nearest_strike():
 
 def test_daily_bucket_flags():
     chain = _bucket_chain()
-    from engine.calculators.anomaly import daily_aggregates
+    from volbacktest.engine.calculators.anomaly import daily_aggregates
 
     daily = daily_aggregates(chain, BucketConfig(moneyness=(0.0, 0.05, 0.20)))
     row = daily.iloc[0]
@@ -418,7 +418,7 @@ def test_daily_bucket_flags():
 @pytest.mark.shared_data
 def test_50etf_rolling_smoke(shared_data):
     """Close-only 50ETF data: IV and greeks computed, rolling scores on the first 40 days."""
-    from data.chains import load_50etf_options
+    from volbacktest.data.chains import load_50etf_options
 
     folder = shared_data / "china_50etf"
     with warnings.catch_warnings():

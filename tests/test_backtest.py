@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import strategies
-from engine.config import config_from_mapping
-from engine.market import Market
-from engine.report import write_run
-from engine.runner import prepare_market, run_backtest
+from volbacktest import strategies
+from volbacktest.engine.inputs.config import config_from_mapping
+from volbacktest.engine.inputs.market import Market
+from volbacktest.engine.run.report import write_run
+from volbacktest.engine.run.runner import prepare_market, run_backtest
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT = {"synthetic": {"seed": 11, "start": "2008-01-02", "end": "2010-12-31"}}
@@ -76,7 +76,7 @@ def test_no_look_ahead(markets, name, fill, t, seed):
 def test_same_close_is_flagged_and_does_look_ahead(markets):
     """same_close trades on the close it observes: changing bar t's close can change the trade
     filled at bar t. It is warned about and labelled in the metrics."""
-    from engine.errors import LookAheadWarning
+    from volbacktest.engine.errors import LookAheadWarning
 
     cfg = cfg_for("vratio", "same_close")
     with pytest.warns(LookAheadWarning):
@@ -89,7 +89,7 @@ def test_same_close_is_flagged_and_does_look_ahead(markets):
     assert not np.array_equal(np.nan_to_num(w[t]), np.nan_to_num(w[t - 1])) or t == 0
 
 
-@pytest.mark.filterwarnings("ignore::engine.errors.LookAheadWarning")
+@pytest.mark.filterwarnings("ignore::volbacktest.engine.errors.LookAheadWarning")
 @pytest.mark.parametrize("fill", ["next_close", "next_open", "same_close"])
 @pytest.mark.parametrize("name", strategies.names())
 def test_run_modes_identical(markets, name, fill):

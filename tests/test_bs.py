@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from engine.calculators.bs import (
+from volbacktest.engine.calculators.bs import (
     DAYS_PER_YEAR,
     IVStatus,
     bs_greeks,
@@ -20,7 +20,7 @@ from engine.calculators.bs import (
     implied_vol,
     is_call_from_cp,
 )
-from engine.errors import ConvergenceWarning, DataError
+from volbacktest.engine.errors import ConvergenceWarning, DataError
 
 GOLDEN = Path(__file__).parent / "golden"
 EPS = np.finfo(float).eps

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data import catalogue as C
-from data.loaders import STANDARD_COLUMNS
-from engine.errors import ConfigError, DataError, DataNotFoundError
+from volbacktest.data import catalogue as C
+from volbacktest.data.loaders import STANDARD_COLUMNS
+from volbacktest.engine.errors import ConfigError, DataError, DataNotFoundError
 
 # names the issue and the synthetic market use; the engine dispatches on them
 REQUIRED_NAMES = {
@@ -82,7 +82,7 @@ def test_close_only_series_say_so(shared_data):
 
 
 def test_vx_series_come_from_the_continuous_file(shared_data):
-    from data.loaders import load_vix_futures_continuous
+    from volbacktest.data.loaders import load_vix_futures_continuous
 
     curve = load_vix_futures_continuous(shared_data / C.DATASETS["vx1"].files[0])
     vx1 = C.load_dataset("vx1", roots=[shared_data])

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.cfe import (
+from volbacktest.data.cfe import (
     KNOWN_ISSUES,
     KnownIssue,
     contract_of,
@@ -21,10 +21,10 @@ from data.cfe import (
     matrix_sessions,
     splice_continuous,
 )
-from data.loaders import load_vix_futures_continuous
-from engine.calculators.futures import nyse_sessions
-from engine.calculators.futures_curve import futures_curve
-from engine.errors import DataError, DataNotFoundError, DataQualityWarning
+from volbacktest.data.loaders import load_vix_futures_continuous
+from volbacktest.engine.calculators.futures import nyse_sessions
+from volbacktest.engine.calculators.futures_curve import futures_curve
+from volbacktest.engine.errors import DataError, DataNotFoundError, DataQualityWarning
 
 HEADER = "Trade Date,Futures,Open,High,Low,Close,Settle,Change,Total Volume,EFP,Open Interest"
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -352,7 +352,7 @@ def _cli_folder(folder: Path) -> Path:
 
 
 def test_cli_futures_and_etn_write_their_tables(tmp_path):
-    from engine.cli import main
+    from volbacktest.engine.cli import main
 
     folder = _cli_folder(tmp_path / "cfe")
     out = tmp_path / "curve.csv"
@@ -376,7 +376,7 @@ def test_cli_futures_and_etn_write_their_tables(tmp_path):
 
 
 def test_cli_reports_bad_input_with_status_2(tmp_path, capsys):
-    from engine.cli import main
+    from volbacktest.engine.cli import main
 
     folder = _cli_folder(tmp_path / "cfe")
     lines = (folder / "CFE_H10_VX.csv").read_text(encoding="utf-8").splitlines()

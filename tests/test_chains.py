@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.chains import (
+from volbacktest.data.chains import (
     CHAIN_COLUMNS,
     ChainPolicy,
     apply_policy,
@@ -28,8 +28,8 @@ from data.chains import (
     validate_chain,
     write_partitioned,
 )
-from data.rates import SHIBOR_TENOR_DAYS, load_shibor, shibor_curve_rate
-from engine.errors import DataError, DataNotFoundError, DataQualityWarning
+from volbacktest.data.rates import SHIBOR_TENOR_DAYS, load_shibor, shibor_curve_rate
+from volbacktest.engine.errors import DataError, DataNotFoundError, DataQualityWarning
 
 ETF = "china_50etf/50etf_options_daily_joinquant__TanTzs.csv"
 ETF_CLOSE = "china_50etf/510050_daily_unadjusted__zsh-a.csv"

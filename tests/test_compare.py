@@ -18,18 +18,18 @@ import pytest
 import yaml
 from PIL import Image
 
-from engine.compare import (
+from volbacktest.engine.run.compare import (
     grid_pivot,
     monthly_returns,
     neighbour_mean,
     write_report,
     write_sweep_report,
 )
-from engine.config import config_from_mapping
-from engine.runner import run_backtest
-from engine.sweep.execute import ExecutorOptions
-from engine.sweep.run import run_sweep
-from engine.sweep.spec import plan_from_mapping
+from volbacktest.engine.inputs.config import config_from_mapping
+from volbacktest.engine.run.runner import run_backtest
+from volbacktest.engine.sweep.execute import ExecutorOptions
+from volbacktest.engine.sweep.run import run_sweep
+from volbacktest.engine.sweep.spec import plan_from_mapping
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT = {"synthetic": {"seed": 11, "start": "2008-01-02", "end": "2009-12-31"}}

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.config import load_config
+from volbacktest.engine.cli import main
+from volbacktest.engine.inputs.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,7 @@ def test_every_shipped_config_validates():
 
 def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(REPO / "configs" / "vratio.yaml")
-    from engine.config import dump_config
+    from volbacktest.engine.inputs.config import dump_config
 
     again = tmp_path / "again.yaml"
     again.write_text(dump_config(cfg), encoding="utf-8")

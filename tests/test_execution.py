@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.execution import CostModel, order_sizes
+from volbacktest.engine.execution.sizing import CostModel, order_sizes
 
 price = st.floats(0.5, 500.0)
 frac = st.floats(0.0, 1.0)
@@ -79,7 +79,7 @@ def test_crossing_trade_is_sent_as_close_then_open():
     """Short -> long in one rebalance becomes an exact close and an open (backtrader would split
     one crossing order into parts whose float sum misses the size by ~1e-13 shares and fill the
     sliver a bar later). Sells go first."""
-    from engine.bt import _order_legs
+    from volbacktest.engine.execution.bt import _order_legs
 
     legs = _order_legs(np.array([1442.0, -600.0, 0.0]), np.array([-400.0, 600.0, 5.0]))
     assert legs == [(1, -600.0), (0, 400.0), (0, 1042.0)]

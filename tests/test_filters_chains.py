@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import chainseries, filters
-from engine.config import config_from_mapping
-from engine.errors import ConfigError
-from engine.runner import run_backtest
+from volbacktest.engine.inputs import chainseries, filters
+from volbacktest.engine.inputs.config import config_from_mapping
+from volbacktest.engine.errors import ConfigError
+from volbacktest.engine.run.runner import run_backtest
 
 
 # ---------------------------------------------------------------------------- gate semantics
@@ -75,7 +75,7 @@ def _toy_compute(chain: pd.DataFrame, context) -> pd.DataFrame:
 
 @pytest.fixture
 def toy_registry(monkeypatch):
-    from data.synthetic import market_frames
+    from volbacktest.data.synthetic import market_frames
 
     def load_synth(seed, start, end):
         spx = market_frames(seed=seed, start=start, end=end)["spx"]
@@ -133,7 +133,7 @@ def test_chain_filter_runs_and_modes_agree(toy_registry):
 
 
 def test_chain_feed_is_point_in_time(toy_registry):
-    from engine.bt_options import OptionChainFeed
+    from volbacktest.engine.execution.bt import OptionChainFeed
 
     chain, ctx = chainseries.load_chain("toy_options", _cfg().data)
     frame = pd.DataFrame(

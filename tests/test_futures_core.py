@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.calculators.futures import (
+from volbacktest.engine.calculators.futures import (
     TBILL_DAY_BASIS,
     TBILL_TERM_DAYS,
     etn_from_index,
@@ -23,7 +23,7 @@ from engine.calculators.futures import (
     vix_expiries,
     vix_futures_expiry,
 )
-from engine.errors import ConfigError, DataError
+from volbacktest.engine.errors import ConfigError, DataError
 
 MONTH_CODES = "FGHJKMNQUVXZ"
 

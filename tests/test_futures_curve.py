@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.catalogue import load_dataset
-from data.cfe import load_cfe_folder, load_vx_settles, matrix_sessions
-from engine.calculators.futures import (
+from volbacktest.data.catalogue import load_dataset
+from volbacktest.data.cfe import load_cfe_folder, load_vx_settles, matrix_sessions
+from volbacktest.engine.calculators.futures import (
     TBILL_DAY_BASIS,
     TBILL_TERM_DAYS,
     etn_from_index,
@@ -24,7 +24,7 @@ from engine.calculators.futures import (
     short_term_index,
     vix_expiries,
 )
-from engine.calculators.futures_curve import (
+from volbacktest.engine.calculators.futures_curve import (
     SettleMatrix,
     constant_maturity,
     futures_curve,
@@ -37,7 +37,7 @@ from engine.calculators.futures_curve import (
     vix_spx_correlation,
     vix_vs_realised,
 )
-from engine.errors import ConfigError, DataError
+from volbacktest.engine.errors import ConfigError, DataError
 
 GOLDEN = Path(__file__).parent / "golden" / "futures_seed"
 CONTINUOUS = "vix_futures_continuous/vix_futures_VX1-VX8_with_VIX_SP500__quantintell.csv"
@@ -437,8 +437,8 @@ def test_simulated_datasets(shared_data):
 
 
 def test_real_2004_configs_run_on_simulated_notes(shared_data):
-    from engine.cli import load_configs
-    from engine.runner import prepare_market, run_backtest
+    from volbacktest.engine.cli import load_configs
+    from volbacktest.engine.run.runner import prepare_market, run_backtest
 
     paths = sorted(Path(__file__).resolve().parents[1].glob("configs/real_2004/*.yaml"))
     configs = load_configs(paths)

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data import loaders as L
-from engine.errors import ConfigError, DataError, DataNotFoundError, DataQualityWarning
+from volbacktest.data import loaders as L
+from volbacktest.engine.errors import ConfigError, DataError, DataNotFoundError, DataQualityWarning
 
 GOLDEN = Path(__file__).parent / "golden"
 RANGES = pd.read_csv(GOLDEN / "shared_data_ranges" / "ranges.csv")
@@ -177,7 +177,7 @@ def test_vix3m_splice_warns_on_the_documented_half_day(shared_data):
 
 def test_vix3m_acknowledged_difference_is_logged_not_warned(shared_data, caplog):
     folder = shared_data / "cboe_vix_index"
-    with caplog.at_level(logging.INFO, logger="data.loaders"):
+    with caplog.at_level(logging.INFO, logger="volbacktest.data.loaders"):
         L.load_vix3m(
             folder / "vix3mdailyprices.csv",
             folder / "VIX3M_History.csv",

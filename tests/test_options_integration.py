@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 from scipy.integrate import quad
 
-from data import synthetic_chains as sc
-from engine import chainseries, options_series
-from engine.calculators.bs import bs_price
-from engine.calculators.rolling import rolling_mean
-from engine.calculators.vix import compute_vix
-from engine.config import config_from_mapping, load_config
-from engine.errors import ConfigError
-from engine.runner import prepare_market, run_backtest
+from volbacktest.data import synthetic_chains as sc
+from volbacktest.engine.inputs import chainseries, options_series
+from volbacktest.engine.calculators.bs import bs_price
+from volbacktest.engine.calculators.rolling import rolling_mean
+from volbacktest.engine.calculators.vix import compute_vix
+from volbacktest.engine.inputs.config import config_from_mapping, load_config
+from volbacktest.engine.errors import ConfigError
+from volbacktest.engine.run.runner import prepare_market, run_backtest
 
 REPO = Path(__file__).resolve().parents[1]
 ETF = "china_50etf"
@@ -98,7 +98,7 @@ def test_embedded_chain_follows_sse_rules(etf_chain_short):
     later = per_day.map(lambda e: sorted(e)[2:])
     assert later.map(lambda e: all(d.month in (3, 6, 9, 12) for d in e)).all()
     # SSE strike grid, quotes around the model price on the 0.0001 tick, zero bids in the wings
-    from data.chains import sse_offgrid_strike
+    from volbacktest.data.chains import sse_offgrid_strike
 
     assert not sse_offgrid_strike(chain["strike"]).any()
     assert (chain["bid"] <= chain["model_price"] + 1e-12).all()
@@ -141,7 +141,7 @@ def test_ivix_recovers_the_model_variance_swap_level():
 def test_cboe_vix_from_spx_like_chain_recovers_market_vix():
     """The SPX-like chain is priced on the embedded US market's state (two factors and price
     jumps): the Cboe method gives back that market's VIX (its log-contract fair variance)."""
-    from data.synthetic import market_frames
+    from volbacktest.data.synthetic import market_frames
 
     start, end = "2008-09-02", "2008-10-31"  # includes the model's stress of that seed
     chain = sc.spx_chains(7, start, end)
@@ -291,7 +291,7 @@ def test_embedded_configs_validate(name):
 
 
 def test_ivix_timing_on_embedded_data_writes_a_pyfolio_report(tmp_path):
-    from engine.report import write_run
+    from volbacktest.engine.run.report import write_run
 
     cfg = _ivix_cfg(
         strategy={"name": "ivix_timing", "params": {"threshold": 0.03}},
@@ -306,7 +306,7 @@ def test_ivix_timing_on_embedded_data_writes_a_pyfolio_report(tmp_path):
 
 # ------------------------------------------------------------------------ vix subcommand
 def test_vix_cli_on_an_engine_schema_csv(tmp_path, etf_chain_short, capsys):
-    from engine.cli import main
+    from volbacktest.engine.cli import main
 
     path = tmp_path / "chain.csv"
     chain = etf_chain_short[etf_chain_short["trade_date"] < "2009-03-01"]
@@ -325,7 +325,7 @@ def test_vix_cli_on_an_engine_schema_csv(tmp_path, etf_chain_short, capsys):
 
 
 def test_vix_cli_user_errors(tmp_path, capsys):
-    from engine.cli import main
+    from volbacktest.engine.cli import main
 
     path = tmp_path / "chain.csv"
     sc.etf50_chains(3, "2009-01-05", "2009-01-20").to_csv(path, index=False)
@@ -413,7 +413,7 @@ def test_real_ivix_timing_filtered_vs_unfiltered(real_etf, shared_2015_only, tmp
     """ivix_timing and its anomaly / rnd_tail variants run on the shared 50ETF data (2015 here
     for time; configs/real run the whole history) and the comparison lists all three; the
     unfiltered run writes the pyfolio tear sheet."""
-    from engine.report import write_comparison, write_run
+    from volbacktest.engine.run.report import write_comparison, write_run
 
     _, _, cfg0 = real_etf
     over = {"data.root": str(cfg0.data.root), "data.end": "2015-12-31",
@@ -437,9 +437,9 @@ def test_real_ivix_timing_filtered_vs_unfiltered(real_etf, shared_2015_only, tmp
 
 
 @pytest.mark.shared_data
-@pytest.mark.filterwarnings("ignore:50ETF options.*policy removed:engine.errors.DataQualityWarning")
+@pytest.mark.filterwarnings("ignore:50ETF options.*policy removed:volbacktest.engine.errors.DataQualityWarning")
 def test_vix_cli_on_shared_50etf(shared_data, tmp_path, capsys):
-    from engine.cli import main
+    from volbacktest.engine.cli import main
 
     d = shared_data / ETF
     out = tmp_path / "ivix.csv"

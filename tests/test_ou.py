@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, optimize, stats
 
-from data.loaders import load_yahoo_ohlcv
-from engine.calculators import ou
-from engine.errors import ConfigError, DataError, NotMeanRevertingWarning
+from volbacktest.data.loaders import load_yahoo_ohlcv
+from volbacktest.engine.calculators import ou
+from volbacktest.engine.errors import ConfigError, DataError, NotMeanRevertingWarning
 
 DT = 1.0 / ou.TRADING_DAYS_PER_YEAR
 

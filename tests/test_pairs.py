@@ -23,16 +23,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.synthetic import market_frames
-from data.synthetic_pairs import DT_YEARS, TRUE_PARAMS, pair_frames, simulate_pair_bars
-from engine.calculators import ou
-from engine.calculators.futures import nyse_sessions
-from engine.config import config_from_mapping, load_config
-from engine.errors import ConfigError
-from engine.market import Market
-from engine.report import write_run
-from engine.runner import prepare_market, run_backtest
-from strategies.pairs import (
+from volbacktest.data.synthetic import market_frames
+from volbacktest.data.synthetic_pairs import DT_YEARS, TRUE_PARAMS, pair_frames, simulate_pair_bars
+from volbacktest.engine.calculators import ou
+from volbacktest.engine.calculators.futures import nyse_sessions
+from volbacktest.engine.inputs.config import config_from_mapping, load_config
+from volbacktest.engine.errors import ConfigError
+from volbacktest.engine.inputs.market import Market
+from volbacktest.engine.run.report import write_run
+from volbacktest.engine.run.runner import prepare_market, run_backtest
+from volbacktest.strategies.pairs import (
     OUPairsParams,
     ZScorePairsParams,
     ou_pairs,

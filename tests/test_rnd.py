@@ -21,7 +21,7 @@ from scipy import integrate
 from scipy.special import ndtr
 from scipy.stats import lognorm, norm
 
-from engine.calculators.rnd import (
+from volbacktest.engine.calculators.rnd import (
     RNDOptions,
     check_arbitrage,
     design_matrix,
@@ -33,7 +33,7 @@ from engine.calculators.rnd import (
     rnd_horizon_moments,
     rnd_moments,
 )
-from engine.errors import ConfigError, DataError, DataQualityWarning
+from volbacktest.engine.errors import ConfigError, DataError, DataQualityWarning
 
 REPO = Path(__file__).resolve().parents[1]
 U = np.linspace(0.0, 300.0, 30001)  # fine grid for L1 errors (spot 100)
@@ -570,7 +570,7 @@ def _quiet(loader, *args, **kwargs):
     ],
 )
 def test_real_us_chains_give_densities(shared_data, loader, file, rate):
-    from data import chains
+    from volbacktest.data import chains
 
     ch = _quiet(getattr(chains, loader), shared_data / "us_option_chains" / file)
     tab = rnd_moments(ch, rate_cc=rate)
@@ -590,7 +590,7 @@ def test_real_us_chains_give_densities(shared_data, loader, file, rate):
 
 @pytest.mark.shared_data
 def test_50etf_history_slice_gives_daily_30_day_moments(shared_data):
-    from data.chains import load_50etf_options
+    from volbacktest.data.chains import load_50etf_options
 
     folder = shared_data / "china_50etf"
     ch = _quiet(

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from engine.calculators import rolling
+from volbacktest.engine.calculators import rolling
 
 finite = st.floats(0.5, 200.0, allow_nan=False, allow_infinity=False)
 series = arrays(np.float64, st.integers(1, 80), elements=finite)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.config import load_config
-from engine.runner import prepare_market, run_backtest
+from volbacktest.engine.inputs.config import load_config
+from volbacktest.engine.run.runner import prepare_market, run_backtest
 
 REPO = Path(__file__).resolve().parents[1]
 TIE = 1e-12  # scores this close to a threshold may round either way; none occur in practice

@@ -17,16 +17,16 @@ import pytest
 import yaml
 from sweep_support import SHORT, FixedPlan, backtrader_run_of
 
-from engine.errors import ConfigError
-from engine.runner import prepare_market, run_backtest
-from engine.sweep.execute import ExecutorOptions, execute
-from engine.sweep.metrics import METRIC_NAMES, grid_metrics
-from engine.sweep.records import MarketCache
-from engine.sweep.run import run_sweep
-from engine.sweep.spec import load_sweep, plan_from_mapping, run_id_of
-from engine.sweep.store import ResultsStore
-from engine.sweep.vectorised import MarketArrays, decision_stack, simulate
-from engine.sweep.walkforward import make_windows
+from volbacktest.engine.errors import ConfigError
+from volbacktest.engine.run.runner import prepare_market, run_backtest
+from volbacktest.engine.sweep.execute import ExecutorOptions, execute
+from volbacktest.engine.sweep.metrics import METRIC_NAMES, grid_metrics
+from volbacktest.engine.sweep.records import MarketCache
+from volbacktest.engine.sweep.run import run_sweep
+from volbacktest.engine.sweep.spec import load_sweep, plan_from_mapping, run_id_of
+from volbacktest.engine.sweep.store import ResultsStore
+from volbacktest.engine.execution.vectorised import MarketArrays, decision_stack, simulate
+from volbacktest.engine.sweep.walkforward import make_windows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -288,7 +288,7 @@ def test_ten_thousand_combinations_in_flat_memory(tmp_path):
 
 # --------------------------------------------------------------------------- walk-forward
 def test_windows_fixed_and_rolling():
-    from engine.sweep.spec import SplitSpec
+    from volbacktest.engine.sweep.spec import SplitSpec
 
     cal = pd.bdate_range("2020-01-01", periods=100)
     (w,) = make_windows(cal, SplitSpec(in_sample_end="2020-03-01"))

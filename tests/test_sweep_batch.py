@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from sweep_support import cfg_for
 
-import strategies
-from engine.runner import prepare_market, run_backtest
-from engine.sweep.batch import BatchRunner
+from volbacktest import strategies
+from volbacktest.engine.run.runner import prepare_market, run_backtest
+from volbacktest.engine.execution.batch import BatchRunner
 
 COSTS = {"commission": {"percent": 0.001}, "slippage": {"percent": 0.0005}}
 

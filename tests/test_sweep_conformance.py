@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sweep_support import FixedPlan, backtrader_run_of, cfg_for
 
-import strategies
-from engine.config import load_config
-from engine.runner import prepare_market, run_backtest
-from engine.sweep.batch import BatchRunner
-from engine.sweep.vectorised import MarketArrays, decision_stack, fast_backtest, simulate
+from volbacktest import strategies
+from volbacktest.engine.inputs.config import load_config
+from volbacktest.engine.run.runner import prepare_market, run_backtest
+from volbacktest.engine.execution.batch import BatchRunner
+from volbacktest.engine.execution.vectorised import MarketArrays, decision_stack, fast_backtest, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 FRACTIONAL_RTOL = 1e-9  # issue 7: equity to 1e-9 relative with fractional sizing

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from sweep_support import SHORT
 
-from engine.errors import EngineError
-from engine.sweep.execute import ExecutorOptions
-from engine.sweep.run import run_sweep
-from engine.sweep.spec import plan_from_mapping
-from engine.sweep.store import ResultsStore
+from volbacktest.engine.errors import EngineError
+from volbacktest.engine.sweep.execute import ExecutorOptions
+from volbacktest.engine.sweep.run import run_sweep
+from volbacktest.engine.sweep.spec import plan_from_mapping
+from volbacktest.engine.sweep.store import ResultsStore
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 
@@ -69,7 +69,7 @@ def test_sweep_on_a_local_cluster_records_failures(cluster, tmp_path):
 
 
 def test_unreachable_scheduler_is_one_clear_error(tmp_path, monkeypatch):
-    from engine.sweep import dask_executor
+    from volbacktest.engine.sweep import dask_executor
 
     monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT_S", 2)
     plan = _plan(tmp_path)

@@ -19,13 +19,13 @@ import pytest
 import yaml
 from sweep_support import SHORT
 
-import strategies
-from engine.sweep import pool
-from engine.sweep.execute import ExecutorOptions
-from engine.sweep.metrics import METRIC_NAMES
-from engine.sweep.run import run_sweep
-from engine.sweep.spec import plan_from_mapping
-from engine.sweep.store import STORE_NAME, ResultsStore
+from volbacktest import strategies
+from volbacktest.engine.sweep import pool
+from volbacktest.engine.sweep.execute import ExecutorOptions
+from volbacktest.engine.sweep.metrics import METRIC_NAMES
+from volbacktest.engine.sweep.run import run_sweep
+from volbacktest.engine.sweep.spec import plan_from_mapping
+from volbacktest.engine.sweep.store import STORE_NAME, ResultsStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,10 +110,10 @@ def test_local_pool_matches_fast_path_and_records_failures(tmp_path, start_metho
 
 DYING_WORKER_SCRIPT = """
 import json, os, sys
-from engine.sweep import pool
-from engine.sweep.execute import ExecutorOptions
-from engine.sweep.run import run_sweep
-from engine.sweep.spec import plan_from_mapping
+from volbacktest.engine.sweep import pool
+from volbacktest.engine.sweep.execute import ExecutorOptions
+from volbacktest.engine.sweep.run import run_sweep
+from volbacktest.engine.sweep.spec import plan_from_mapping
 
 _RUN_BATCH = pool.run_batch
 

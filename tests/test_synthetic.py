@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-from data import synthetic
-from data.synthetic import (
+from volbacktest.data import synthetic
+from volbacktest.data.synthetic import (
     CALIBRATION_BANDS,
     FRAME_KEYS,
     OHLCV,
@@ -23,8 +23,8 @@ from data.synthetic import (
     vix_coefficients,
     vix_futures_price,
 )
-from engine.calculators.futures import VXX_ANNUAL_FEE, XIV_ANNUAL_FEE
-from engine.errors import ConfigError
+from volbacktest.engine.calculators.futures import VXX_ANNUAL_FEE, XIV_ANNUAL_FEE
+from volbacktest.engine.errors import ConfigError
 
 SIGNALS = ("vix", "vix3m", "vx1", "vx2")
 TRADABLES = ("spx", "xiv", "vxx")

@@ -19,15 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from data.chains import (
+from volbacktest.data.chains import (
     load_50etf_options,
     load_spx_quote_table,
     load_whitepaper_2009,
     load_whitepaper_2019,
     write_partitioned,
 )
-from data.rates import load_shibor
-from engine.calculators.vix import (
+from volbacktest.data.rates import load_shibor
+from volbacktest.engine.calculators.vix import (
     CBOE,
     MINUTES_PER_YEAR,
     PRESETS,
@@ -40,7 +40,7 @@ from engine.calculators.vix import (
     option_price,
     vix_term,
 )
-from engine.errors import ConfigError, DataError, DataQualityWarning, StaleDataWarning
+from volbacktest.engine.errors import ConfigError, DataError, DataQualityWarning, StaleDataWarning
 
 GOLDEN = Path(__file__).parent / "golden"
 WP = "vix_whitepaper_example"

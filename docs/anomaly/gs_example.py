@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.calculators.anomaly import ARTICLE_CONFIG, AnomalyResult, score_cross_section
+from volbacktest.engine.calculators.anomaly import ARTICLE_CONFIG, AnomalyResult, score_cross_section
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -27,7 +27,7 @@ REPO = HERE.parents[1]
 
 def gs_result(path: str | Path) -> AnomalyResult:
     """Article settings on the GS file (loaded with data.chains.load_gs_options, no drops)."""
-    from data.chains import load_gs_options
+    from volbacktest.data.chains import load_gs_options
 
     chain = load_gs_options(path, policy=None)  # the article used all 858 rows
     return score_cross_section(chain, ARTICLE_CONFIG)

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.catalogue import load_dataset
-from data.cfe import load_cfe_folder, load_vx_settles, matrix_sessions
-from engine.calculators.futures import VXX_ANNUAL_FEE, XIV_ANNUAL_FEE
-from engine.calculators.futures_curve import (
+from volbacktest.data.catalogue import load_dataset
+from volbacktest.data.cfe import load_cfe_folder, load_vx_settles, matrix_sessions
+from volbacktest.engine.calculators.futures import VXX_ANNUAL_FEE, XIV_ANNUAL_FEE
+from volbacktest.engine.calculators.futures_curve import (
     SVXY_ANNUAL_FEE,
     SVXY_LEVERAGE_CHANGES,
     VXZ_ANNUAL_FEE,
@@ -39,7 +39,7 @@ from engine.calculators.futures_curve import (
     vix_spx_correlation,
     vix_vs_realised,
 )
-from engine.futures_cli import plot_term_structure, pyplot
+from volbacktest.engine.cli.futures import plot_term_structure, pyplot
 
 HERE = Path(__file__).resolve().parent
 CONTINUOUS = "vix_futures_continuous/vix_futures_VX1-VX8_with_VIX_SP500__quantintell.csv"
@@ -295,8 +295,8 @@ def stress(results: Path, lines: list[str]) -> None:
 
 
 def fill_modes(data: Path, lines: list[str]) -> None:
-    from engine.config import load_config
-    from engine.runner import run_backtest
+    from volbacktest.engine.inputs.config import load_config
+    from volbacktest.engine.run.runner import run_backtest
 
     base = load_config(
         Path(__file__).resolve().parents[2] / "configs/real_2004/roll_yield_to2017.yaml"

@@ -41,7 +41,7 @@ from enum import IntEnum
 import numpy as np
 from scipy.special import log_ndtr, ndtr, ndtri
 
-from engine.errors import ConvergenceWarning, DataError
+from volbacktest.engine.errors import ConvergenceWarning, DataError
 
 # Calendar days per year for theta per day (ACT/365; Hull ch. 19 quotes theta "per calendar
 # day" as the annual theta / 365, Haug 2007 and QuantLib's thetaPerDay use the same divisor).

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from engine.errors import ConfigError, DataError
+from volbacktest.engine.errors import ConfigError, DataError
 
 NYSE_CALENDAR = "XNYS"  # exchange_calendars code of the NYSE (CFE follows its holidays)
 # CFE VX specification: settlement is 30 calendar days before the next month's SPX expiry Friday

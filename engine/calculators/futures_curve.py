@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from engine.calculators.futures import (
+from volbacktest.engine.calculators.futures import (
     ACCELERATION_DROP,
     ETNResult,
     _leverage_path,
@@ -46,7 +46,7 @@ from engine.calculators.futures import (
     tbill_returns,
     vix_expiries,
 )
-from engine.errors import ConfigError, DataError
+from volbacktest.engine.errors import ConfigError, DataError
 
 # Seed 001 / REFERENCES §4: 30 calendar days constant maturity (the VIX's own horizon)
 CM_TARGET_DAYS = 30

@@ -144,7 +144,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
-from engine.errors import ConfigError, DataError, NotMeanRevertingWarning
+from volbacktest.engine.errors import ConfigError, DataError, NotMeanRevertingWarning
 
 logger = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from engine.errors import (
+from volbacktest.engine.errors import (
     ConfigError,
     ConvergenceWarning,
     DataError,

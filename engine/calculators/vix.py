@@ -39,9 +39,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from data.chains import AdjustedMode, adjusted_drop_mask
-from data.rates import shibor_curve_rate
-from engine.errors import ConfigError, DataError, StaleDataWarning
+from volbacktest.data.chains import AdjustedMode, adjusted_drop_mask
+from volbacktest.data.rates import shibor_curve_rate
+from volbacktest.engine.errors import ConfigError, DataError, StaleDataWarning
 
 logger = logging.getLogger(__name__)
 
@@ -1031,7 +1031,7 @@ def _partition_keys(root, start, end) -> list[tuple[pd.Timestamp, pd.Timestamp]]
 
 
 def _partition_task(span, root, method, rates):
-    from data.chains import read_partitioned
+    from volbacktest.data.chains import read_partitioned
 
     lo, hi = span
     chain = read_partitioned(root, lo - pd.Timedelta(days=PARTITION_LOOKBACK_DAYS), hi)

@@ -9,7 +9,7 @@ Entry points: ``load_sweep(path)`` -> :class:`SweepPlan`; ``run_sweep(plan, ...)
 from .execute import ExecutorOptions
 from .run import SweepOutcome, run_sweep
 from .spec import SweepPlan, load_sweep, plan_from_mapping
-from .vectorised import MarketArrays, fast_backtest, simulate
+from volbacktest.engine.execution.vectorised import MarketArrays, fast_backtest, simulate
 
 __all__ = [
     "ExecutorOptions",

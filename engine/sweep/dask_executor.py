@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 
-from engine.errors import EngineError, require_extra
+from volbacktest.engine.errors import EngineError, require_extra
 
 from .pool import IN_FLIGHT_PER_WORKER, Task, failed_record, init_worker, run_batch
 from .records import RunRecord

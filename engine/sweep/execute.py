@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.errors import ConfigError, MissingExtraError, require_extra
+from volbacktest.engine.errors import ConfigError, MissingExtraError, require_extra
 
 from .pool import DEFAULT_BATCH
 from .records import MarketCache, RunRecord

@@ -19,7 +19,7 @@ import numpy as np
 from .metrics import grid_metrics, metric_rows
 from .records import STATUS_FAILED, STATUS_OK, MarketCache, RunRecord, calendar_ns
 from .spec import Combo
-from .vectorised import MarketArrays, simulate
+from volbacktest.engine.execution.vectorised import MarketArrays, simulate
 
 log = logging.getLogger(__name__)
 

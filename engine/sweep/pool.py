@@ -56,7 +56,7 @@ DEFAULT_BATCH = 5  # strategies per backtrader pass: most of the shared-feed sav
 # strategy in a batch holds about 4 MB per 4,000 bars in its worker until the batch ends
 MAX_ATTEMPTS = 3  # pool breakdowns a run may be in flight for before it is recorded failed
 MAX_RUNNERS = 4  # preloaded feed sets kept per worker
-PRELOAD_MODULES = ["engine.sweep.batch", "engine.sweep.pool", "engine.runner", "empyrical"]
+PRELOAD_MODULES = ["volbacktest.engine.execution.batch", "volbacktest.engine.sweep.pool", "volbacktest.engine.run.runner", "empyrical"]
 
 _MARKETS: MarketCache | None = None
 _RUNNERS: dict = {}
@@ -87,7 +87,7 @@ class Task:
 
 def batches(combos: Iterable[Combo], size: int, segment: str = "") -> Iterator[list[Task]]:
     """Tasks in batches of combinations that share a market and execution settings."""
-    from .batch import batch_key
+    from volbacktest.engine.execution.batch import batch_key
 
     open_batches: dict[str, list[Task]] = {}
     for combo in combos:
@@ -130,7 +130,7 @@ def release_free_memory() -> None:
 def init_worker(preload: list[tuple[dict, bytes | None]]) -> None:
     """Worker initializer: install the markets of ``preload`` — (resolved config, pickled
     Market or None to prepare it here) pairs."""
-    from engine.config import config_from_mapping
+    from volbacktest.engine.inputs.config import config_from_mapping
 
     cache = _markets()
     for raw, blob in preload:
@@ -146,7 +146,7 @@ def init_worker(preload: list[tuple[dict, bytes | None]]) -> None:
 
 
 def _runner(cfg):
-    from .batch import BatchRunner, batch_key
+    from volbacktest.engine.execution.batch import BatchRunner, batch_key
 
     key = batch_key(cfg)
     runner = _RUNNERS.get(key)
@@ -193,8 +193,8 @@ def failed_record(task: Task, error: str, detail: str, t0: float, executor: str 
 
 def run_task(task: Task, executor: str = EXECUTOR) -> RunRecord:
     """One combination through ``run_backtest``; never raises (failures become records)."""
-    from engine.config import config_from_mapping
-    from engine.runner import run_backtest
+    from volbacktest.engine.inputs.config import config_from_mapping
+    from volbacktest.engine.run.runner import run_backtest
 
     t0 = time.perf_counter()
     try:
@@ -212,9 +212,9 @@ def run_task(task: Task, executor: str = EXECUTOR) -> RunRecord:
 
 def run_batch(tasks: list[Task], executor: str = EXECUTOR) -> list[RunRecord]:
     """A batch of combinations in one backtrader pass per market; never raises."""
-    from engine.config import config_from_mapping
+    from volbacktest.engine.inputs.config import config_from_mapping
 
-    from .batch import batch_key
+    from volbacktest.engine.execution.batch import batch_key
 
     t0 = time.perf_counter()
     out: list[RunRecord] = []

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.config import BacktestConfig
-from engine.market import Market
+from volbacktest.engine.inputs.config import BacktestConfig
+from volbacktest.engine.inputs.market import Market
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class MarketCache:
         self._max = max_items
 
     def get(self, cfg: BacktestConfig) -> Market:
-        from engine.runner import prepare_market
+        from volbacktest.engine.run.runner import prepare_market
 
         key = market_key(cfg)
         market = self._items.get(key)

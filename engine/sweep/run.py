@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.runner import BacktestResult, run_backtest
+from volbacktest.engine.run.runner import BacktestResult, run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, execute
 from .records import STATUS_OK, MarketCache, params_of_row
 from .spec import SweepPlan
 from .store import ResultsStore
-from .vectorised import fast_backtest
+from volbacktest.engine.execution.vectorised import fast_backtest
 from .walkforward import WalkForwardResult, run_walkforward
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def run_sweep(
         drift.to_csv(folder / "drift.csv", index=False, float_format="%.6g")
         report_path = None
         if report:
-            from engine.compare import write_sweep_report
+            from volbacktest.engine.run.compare import write_sweep_report
 
             report_path = write_sweep_report(
                 plan,

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.errors import ConfigError
+from volbacktest.engine.errors import ConfigError
 
 from .metrics import METRIC_NAMES
 from .records import STATUS_FAILED, STATUS_OK, RunRecord

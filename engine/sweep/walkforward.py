@@ -29,16 +29,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from engine.errors import ConfigError, EngineError
-from engine.market import Market
-from engine.runner import BacktestResult, run_backtest
+from volbacktest.engine.errors import ConfigError, EngineError
+from volbacktest.engine.inputs.market import Market
+from volbacktest.engine.run.runner import BacktestResult, run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, execute
 from .metrics import METRIC_NAMES, SUMMARY_METRICS
 from .records import STATUS_OK, MarketCache, params_of_row
 from .spec import SplitSpec, SweepPlan
 from .store import ResultsStore
-from .vectorised import MarketArrays, result_from_weights
+from volbacktest.engine.execution.vectorised import MarketArrays, result_from_weights
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def _stitch(plan, market: Market, windows: list[Window], cfgs) -> BacktestResult
 
 def _segment_metrics(oos: BacktestResult, windows: list[Window]) -> list[dict]:
     """Sharpe, CAGR and max drawdown of the stitched path on each window's test bars."""
-    from engine.metrics import performance_metrics
+    from volbacktest.engine.execution.metrics import performance_metrics
 
     out = []
     for w in windows:

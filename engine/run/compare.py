@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.errors import require_extra
-from engine.runner import BacktestResult
+from volbacktest.engine.errors import require_extra
+from volbacktest.engine.run.runner import BacktestResult
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def drawdown_frame(results: Sequence[BacktestResult]) -> pd.DataFrame:
 
 
 def rolling_sharpe_frame(results: Sequence[BacktestResult]) -> pd.DataFrame:
-    from engine.sweep.metrics import rolling_sharpe
+    from volbacktest.engine.sweep.metrics import rolling_sharpe
 
     return pd.DataFrame({r.label: rolling_sharpe(r.returns, ROLLING_SHARPE_BARS) for r in results})
 
@@ -242,7 +242,7 @@ def _page(title: str, sections: Sequence[str]) -> str:
 
 
 def metrics_frame(results: Sequence[BacktestResult]) -> pd.DataFrame:
-    from engine.sweep.metrics import SUMMARY_METRICS
+    from volbacktest.engine.sweep.metrics import SUMMARY_METRICS
 
     keep = [*SUMMARY_METRICS, "start", "end", "fill", "rule"]
     rows = {r.label: {k: r.metrics.get(k) for k in keep} for r in results}
@@ -290,7 +290,7 @@ def _strategy_sections(results: Sequence[BacktestResult], out: Path, tearsheets:
         ),
     ]
     if tearsheets:
-        from engine.report import plot_tearsheet
+        from volbacktest.engine.run.report import plot_tearsheet
 
         imgs = []
         for i, r in enumerate(results):
@@ -492,9 +492,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--title", default="Strategy comparison")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = p.parse_args(argv[1:])
-    from engine.cli import load_configs
-    from engine.report import format_table
-    from engine.runner import run_backtest
+    from volbacktest.engine.cli import load_configs
+    from volbacktest.engine.run.report import format_table
+    from volbacktest.engine.run.runner import run_backtest
 
     configs = load_configs(args.configs)
     results = [run_backtest(cfg) for cfg in configs]

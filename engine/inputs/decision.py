@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.filters import FilterParams, apply_filters
-from strategies.base import StrategyParams, StrategySpec
+from volbacktest.engine.inputs.filters import FilterParams, apply_filters
+from volbacktest.strategies.base import StrategyParams, StrategySpec
 
 
 @dataclass(frozen=True)

@@ -59,10 +59,10 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from engine import chainseries
-from engine.chainseries import ChainContext, ChainDatasetSpec, ChainSeriesSpec
-from engine.errors import ConfigError, DataQualityWarning, StaleDataWarning
-from engine.filters import FilterParams, FilterSpec, ThresholdFilter, register_filter
+from volbacktest.engine.inputs import chainseries
+from volbacktest.engine.inputs.chainseries import ChainContext, ChainDatasetSpec, ChainSeriesSpec
+from volbacktest.engine.errors import ConfigError, DataQualityWarning, StaleDataWarning
+from volbacktest.engine.inputs.filters import FilterParams, FilterSpec, ThresholdFilter, register_filter
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class AnomalySettings:
     random_state: int = 19117
 
     def config(self):
-        from engine.calculators.anomaly import (
+        from volbacktest.engine.calculators.anomaly import (
             ARTICLE_FEATURES,
             AnomalyConfig,
             IsolationForestConfig,
@@ -131,7 +131,7 @@ ANOMALY_LOOKBACK = ANOMALY.window_days + 4
 
 
 def _shared_paths(roots) -> dict[str, Path]:
-    from data.catalogue import DatasetSpec, resolve_files
+    from volbacktest.data.catalogue import DatasetSpec, resolve_files
 
     spec = DatasetSpec(
         name=CHAIN,
@@ -150,7 +150,7 @@ def _unused_loader(paths):  # pragma: no cover - the chain has its own loader
 
 
 def _policy():
-    from data.chains import ChainPolicy
+    from volbacktest.data.chains import ChainPolicy
 
     # drop crossed / negative / expired / unpriced rows, average duplicate keys, and drop an
     # adjusted "A" contract where a priced standard strike lies within half a step of it
@@ -159,8 +159,8 @@ def _policy():
 
 def load_etf50_shared(roots) -> tuple[pd.DataFrame, ChainContext]:
     """The shared 50ETF chain (policy :func:`_policy`) and a context with the SHIBOR curve."""
-    from data.chains import load_50etf_options
-    from data.rates import load_shibor
+    from volbacktest.data.chains import load_50etf_options
+    from volbacktest.data.rates import load_shibor
 
     paths = _shared_paths(roots)
     with warnings.catch_warnings(record=True) as caught:
@@ -192,7 +192,7 @@ def load_etf50_shared(roots) -> tuple[pd.DataFrame, ChainContext]:
 
 def load_etf50_synthetic(seed: int, start, end) -> tuple[pd.DataFrame, ChainContext]:
     """The embedded 50ETF-like chains for ``seed`` over ``start..end`` (constant rate)."""
-    from data.synthetic_chains import EtfChainParams, etf50_chains
+    from volbacktest.data.synthetic_chains import EtfChainParams, etf50_chains
 
     params = EtfChainParams()
     chain = etf50_chains(seed, start, end, params)
@@ -205,7 +205,7 @@ def load_etf50_synthetic(seed: int, start, end) -> tuple[pd.DataFrame, ChainCont
 
 
 def _carried_curve(rates: pd.DataFrame, dates, days) -> np.ndarray:
-    from data.rates import shibor_curve_rate
+    from volbacktest.data.rates import shibor_curve_rate
 
     with warnings.catch_warnings():
         # the carry-forward beyond the file is announced once by the loader
@@ -305,7 +305,7 @@ def _dates_index(chain: pd.DataFrame) -> pd.DatetimeIndex:
 def ivix_frame(chain: pd.DataFrame, context: ChainContext) -> pd.DataFrame:
     """``ivix30``, ``ivix60`` per trade date (SSE iVIX preset; NaN where the calculator's
     status is not ok), plus the calculator's ``ivix_status``."""
-    from engine.calculators.vix import compute_vix
+    from volbacktest.engine.calculators.vix import compute_vix
 
     res = compute_vix(chain, IVIX_PRESET, _vix_rates(context), dates=_dates_index(chain))
     index = res.index
@@ -321,7 +321,7 @@ def ivix_frame(chain: pd.DataFrame, context: ChainContext) -> pd.DataFrame:
 
 def rnd_frame(chain: pd.DataFrame, context: ChainContext) -> pd.DataFrame:
     """30-day risk-neutral moments per trade date (see the module docstring)."""
-    from engine.calculators.rnd import rnd_horizon_moments
+    from volbacktest.engine.calculators.rnd import rnd_horizon_moments
 
     dates = _dates_index(chain)
     days = (chain["expiry"] - chain["trade_date"]).dt.days.to_numpy()
@@ -375,7 +375,7 @@ def _fitted_forest(config, x_train: np.ndarray):
 
 def anomaly_frame(chain: pd.DataFrame, context: ChainContext) -> pd.DataFrame:
     """Daily anomaly aggregates with weekly, date-anchored refits (module docstring)."""
-    from engine.calculators.anomaly import option_features
+    from volbacktest.engine.calculators.anomaly import option_features
 
     settings = ANOMALY
     config = settings.config()

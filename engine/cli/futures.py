@@ -22,15 +22,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.calculators.futures import VXX_ANNUAL_FEE, XIV_ANNUAL_FEE
-from engine.calculators.futures_curve import (
+from volbacktest.engine.calculators.futures import VXX_ANNUAL_FEE, XIV_ANNUAL_FEE
+from volbacktest.engine.calculators.futures_curve import (
     FuturesCurve,
     constant_maturity,
     futures_curve,
     futures_index,
     simulate_etn,
 )
-from engine.errors import ConfigError, require_extra
+from volbacktest.engine.errors import ConfigError, require_extra
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
 
 def _settles(args):
-    from data.cfe import load_cfe_folder, matrix_sessions, sessions_for_years, splice_continuous
-    from data.loaders import load_vix_futures_continuous
+    from volbacktest.data.cfe import load_cfe_folder, matrix_sessions, sessions_for_years, splice_continuous
+    from volbacktest.data.loaders import load_vix_futures_continuous
 
     contracts = load_cfe_folder(args.contracts, on_problem=args.on_problem)
     known = sum(p.acknowledged for p in contracts.problems)
@@ -203,7 +203,7 @@ def _futures(args) -> int:
     if args.plot_date:
         vix = None
         if args.vix is not None:
-            from data.loaders import load_cboe_index
+            from volbacktest.data.loaders import load_cboe_index
 
             vix = load_cboe_index(args.vix)["close"]
         path = args.plot_out or args.out.with_name(args.out.stem + "_term.png")

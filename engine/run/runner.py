@@ -16,12 +16,12 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from engine.bt import ArrayFeed, PercentPerShareCommission, SignalFeed, TargetWeightStrategy
-from engine.chainseries import is_chain_input, parse_input
-from engine.config import BacktestConfig
-from engine.errors import EngineError, LookAheadWarning
-from engine.market import Market, build_market
-from engine.metrics import performance_metrics
+from volbacktest.engine.execution.bt import ArrayFeed, PercentPerShareCommission, SignalFeed, TargetWeightStrategy
+from volbacktest.engine.inputs.chainseries import is_chain_input, parse_input
+from volbacktest.engine.inputs.config import BacktestConfig
+from volbacktest.engine.errors import EngineError, LookAheadWarning
+from volbacktest.engine.inputs.market import Market, build_market
+from volbacktest.engine.execution.metrics import performance_metrics
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,8 @@ def _asset_feed(name: str, plan, cfg: BacktestConfig, market: Market):
     chains = {parse_input(n)[2] for n in plan.inputs() if is_chain_input(n)}
     for chain in chains:
         if chain.underlying == name:
-            from engine.bt_options import OptionChainFeed
-            from engine.chainseries import load_chain
+            from volbacktest.engine.execution.bt import OptionChainFeed
+            from volbacktest.engine.inputs.chainseries import load_chain
 
             chain_df, context = load_chain(chain.name, cfg.data)
             return OptionChainFeed(

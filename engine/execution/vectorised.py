@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from engine.config import BacktestConfig, ExecutionConfig
-from engine.execution import CASH_SAFETY
-from engine.market import Market
+from volbacktest.engine.inputs.config import BacktestConfig, ExecutionConfig
+from volbacktest.engine.execution.sizing import CASH_SAFETY
+from volbacktest.engine.inputs.market import Market
 
 # An order smaller than this fraction of the largest holding (or of one share) is not sent:
 # engine.bt.TargetWeightStrategy._rebalance uses the same threshold.
@@ -464,8 +464,8 @@ def result_from_weights(
 ):
     """A full ``BacktestResult`` (ledger, positions, transactions, metrics) of one weights
     matrix ``(n_bars, n_assets)`` simulated with ``cfg.execution`` on ``market``."""
-    from engine.metrics import performance_metrics
-    from engine.runner import BacktestResult
+    from volbacktest.engine.execution.metrics import performance_metrics
+    from volbacktest.engine.run.runner import BacktestResult
 
     plan = cfg.plan
     arrays = MarketArrays.from_market(market, plan)
@@ -525,7 +525,7 @@ def result_from_weights(
 def fast_backtest(cfg: BacktestConfig, market: Market | None = None):
     """``run_backtest`` through the vectorised simulator (same result, no backtrader)."""
     if market is None:
-        from engine.runner import prepare_market
+        from volbacktest.engine.run.runner import prepare_market
 
         market = prepare_market(cfg)
     arrays = MarketArrays.from_market(market, cfg.plan)

@@ -24,11 +24,11 @@ from collections.abc import Sequence
 import backtrader as bt
 from backtrader import indicator, linebuffer
 
-from engine.bt import TargetWeightStrategy
-from engine.config import BacktestConfig
-from engine.errors import LookAheadWarning
-from engine.market import Market
-from engine.runner import BacktestResult, _collect, add_feeds, configure_broker
+from volbacktest.engine.execution.bt import TargetWeightStrategy
+from volbacktest.engine.inputs.config import BacktestConfig
+from volbacktest.engine.errors import LookAheadWarning
+from volbacktest.engine.inputs.market import Market
+from volbacktest.engine.run.runner import BacktestResult, _collect, add_feeds, configure_broker
 
 
 def batch_key(cfg: BacktestConfig) -> str:

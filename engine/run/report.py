@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.config import dump_config
-from engine.errors import require_extra
-from engine.runner import BacktestResult
+from volbacktest.engine.inputs.config import dump_config
+from volbacktest.engine.errors import require_extra
+from volbacktest.engine.run.runner import BacktestResult
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.errors import ConfigError
+from volbacktest.engine.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def _ensure_registered() -> None:
 
 
 # modules whose import registers chain datasets / series (appended by each capability)
-REGISTERING_MODULES: list[str] = ["engine.options_series"]
+REGISTERING_MODULES: list[str] = ["volbacktest.engine.inputs.options_series"]
 
 
 def load_chain(chain: str, data_cfg) -> tuple[pd.DataFrame, ChainContext]:
@@ -120,7 +120,7 @@ def load_chain(chain: str, data_cfg) -> tuple[pd.DataFrame, ChainContext]:
             )
         syn = data_cfg.synthetic
         return _cached_synthetic(chain, syn.seed, str(syn.start), str(syn.end))
-    from engine.market import data_roots
+    from volbacktest.engine.inputs.market import data_roots
 
     roots = tuple(str(r) for r in data_roots(data_cfg))
     return _cached_shared(chain, roots)
@@ -135,7 +135,7 @@ def _cached_synthetic(chain: str, seed: int, start: str, end: str):
 def _cached_shared(chain: str, roots: tuple[str, ...]):
     from pathlib import Path
 
-    from data.catalogue import SearchRoots
+    from volbacktest.data.catalogue import SearchRoots
 
     paths = [Path(r) for r in roots]
     return CHAIN_DATASETS[chain].load_shared(SearchRoots(paths, [("root", p) for p in paths]))

@@ -16,9 +16,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-import strategies
-from engine.errors import ConfigError
-from strategies.base import StrategyParams
+from volbacktest import strategies
+from volbacktest.engine.errors import ConfigError
+from volbacktest.strategies.base import StrategyParams
 
 
 class _Model(BaseModel):
@@ -143,7 +143,7 @@ class BacktestConfig(_Model):
     @property
     def plan(self):
         """The strategy's decision with its filters (what the executors evaluate)."""
-        from engine.decision import DecisionPlan
+        from volbacktest.engine.inputs.decision import DecisionPlan
 
         return DecisionPlan(self.spec, self.params, self.filter_params)
 
@@ -174,7 +174,7 @@ def _strategy_params(sc: StrategyConfig) -> StrategyParams:
 
 
 def _filter_params(fc: FilterConfig):
-    from engine.filters import get_filter
+    from volbacktest.engine.inputs.filters import get_filter
 
     values = {k: v for k, v in (fc.model_extra or {}).items()}
     return get_filter(fc.type).params_model(**values)
@@ -252,7 +252,7 @@ def config_from_mapping(raw: Mapping, source: Path | str | None = None) -> Backt
         spec.make_params(cfg.strategy.params)
     except ValidationError as exc:
         _raise_validation(exc, spec.params_model, source, prefix=("strategy", "params"))
-    from engine.filters import get_filter
+    from volbacktest.engine.inputs.filters import get_filter
 
     for i, fc in enumerate(cfg.filters):
         try:

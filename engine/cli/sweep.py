@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .execute import ExecutorOptions
+from volbacktest.engine.sweep.execute import ExecutorOptions
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,8 +86,8 @@ def _summary(outcome) -> str:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv[1:])
-    from .run import run_sweep
-    from .spec import load_sweep
+    from volbacktest.engine.sweep.run import run_sweep
+    from volbacktest.engine.sweep.spec import load_sweep
 
     plan = load_sweep(args.sweep)
     opts = ExecutorOptions(

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.chainseries import is_chain_input, series_on_calendar
-from engine.config import DataConfig
-from engine.errors import ConfigError, DataError, DataQualityWarning
+from volbacktest.engine.inputs.chainseries import is_chain_input, series_on_calendar
+from volbacktest.engine.inputs.config import DataConfig
+from volbacktest.engine.errors import ConfigError, DataError, DataQualityWarning
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ class Market:
 
 @functools.lru_cache(maxsize=8)
 def _synthetic_frames(seed: int, start, end) -> dict[str, pd.DataFrame]:
-    from data.synthetic import market_frames
-    from data.synthetic_chains import etf50_frames
-    from data.synthetic_pairs import pair_frames
+    from volbacktest.data.synthetic import market_frames
+    from volbacktest.data.synthetic_chains import etf50_frames
+    from volbacktest.data.synthetic_pairs import pair_frames
 
     frames = market_frames(seed=seed, start=str(start), end=str(end))
     frames.update(etf50_frames(seed=seed, start=str(start), end=str(end)))
@@ -57,7 +57,7 @@ def _synthetic_frames(seed: int, start, end) -> dict[str, pd.DataFrame]:
 def data_roots(data_cfg: DataConfig):
     """Search roots for real files: an explicit ``data.root`` is the only root (no silent
     fallback); otherwise ``$VOLBT_DATA_ROOT`` then ``../shared/data``."""
-    from data.catalogue import SearchRoots, search_roots
+    from volbacktest.data.catalogue import SearchRoots, search_roots
 
     if data_cfg.root is None:
         return search_roots()
@@ -67,7 +67,7 @@ def data_roots(data_cfg: DataConfig):
 
 @functools.lru_cache(maxsize=64)
 def _load_file_backed(name: str, files_key: tuple, roots: tuple) -> pd.DataFrame:
-    from data.catalogue import load_dataset
+    from volbacktest.data.catalogue import load_dataset
 
     return load_dataset(name, roots=[Path(r) for r in roots])
 
@@ -84,7 +84,7 @@ def load_raw(name: str, data_cfg: DataConfig) -> pd.DataFrame:
                 f"{', '.join(sorted(frames))} (or set data.source: shared)"
             )
         return frames[name]
-    from data.catalogue import dataset_spec, resolve_files
+    from volbacktest.data.catalogue import dataset_spec, resolve_files
 
     if data_cfg.etns == "simulated" and name in SIMULATED_ETNS:
         name = SIMULATED_ETNS[name]

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from engine.errors import ConfigError, DataError, DataNotFoundError
+from volbacktest.engine.errors import ConfigError, DataError, DataNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _underlying_closes(path: Path) -> pd.Series:
 def load_chain_file(args, fmt: str) -> tuple[pd.DataFrame, object]:
     """(chain, valuation_time) for a file layout (not ``parquet``); valuation None = the
     preset's clock time on each date."""
-    from data import chains
+    from volbacktest.data import chains
 
     if args.contracts is not None and fmt != "50etf":
         raise ConfigError("--contracts applies to the 50etf format only")
@@ -147,7 +147,7 @@ def load_chain_file(args, fmt: str) -> tuple[pd.DataFrame, object]:
 
 def _rates(args):
     if args.rates is not None:
-        from data.rates import load_shibor
+        from volbacktest.data.rates import load_shibor
 
         return load_shibor(args.rates)
     if args.rate is not None:
@@ -160,7 +160,7 @@ def _rates(args):
 
 def compute(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-date table, per-term table) for parsed arguments."""
-    from engine.calculators.vix import compute_vix, get_method
+    from volbacktest.engine.calculators.vix import compute_vix, get_method
 
     overrides = _parse_overrides(args.overrides)
     if args.carry_rates:
@@ -169,7 +169,7 @@ def compute(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     rates = _rates(args)
     fmt = detect_format(args.chains) if args.format == "auto" else args.format
     if fmt == "parquet":  # partition by partition: the history never sits in memory
-        from engine.calculators.vix import compute_vix_partitioned
+        from volbacktest.engine.calculators.vix import compute_vix_partitioned
 
         res = compute_vix_partitioned(args.chains, method, rates, start=args.start, end=args.end)
         table = res.index.copy()

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.errors import ConfigError
+from volbacktest.engine.errors import ConfigError
 
 
 class FilterParams(BaseModel):
@@ -55,7 +55,7 @@ class FilterSpec:
 
 FILTERS: dict[str, FilterSpec] = {}
 # modules whose import registers filter types (each capability appends its own)
-REGISTERING_MODULES: list[str] = ["engine.options_series"]
+REGISTERING_MODULES: list[str] = ["volbacktest.engine.inputs.options_series"]
 
 
 def register_filter(spec: FilterSpec) -> FilterSpec:

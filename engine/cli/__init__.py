@@ -21,18 +21,18 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.errors import ConfigError, EngineError
+from volbacktest.engine.errors import ConfigError, EngineError
 
 log = logging.getLogger("engine")
 
 # subcommand -> module with ``main(argv: list[str]) -> int``
 SUBCOMMANDS = {
-    "compare": "engine.compare",
-    "sweep": "engine.sweep.cli",
-    "vix": "engine.vix_cli",
-    "futures": "engine.futures_cli",
-    "etn": "engine.futures_cli",
-    "datasets": "engine.cli",
+    "compare": "volbacktest.engine.run.compare",
+    "sweep": "volbacktest.engine.cli.sweep",
+    "vix": "volbacktest.engine.cli.vix",
+    "futures": "volbacktest.engine.cli.futures",
+    "etn": "volbacktest.engine.cli.futures",
+    "datasets": "volbacktest.engine.cli",
 }
 
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def load_configs(paths) -> list:
     """Validate every file before running any; names must be distinct."""
-    from engine.config import load_config
+    from volbacktest.engine.inputs.config import load_config
 
     configs = [load_config(p) for p in paths]
     names = [c.name for c in configs]
@@ -88,8 +88,8 @@ def load_configs(paths) -> list:
 
 
 def run_configs(args) -> int:
-    from engine.report import format_table, write_comparison, write_run
-    from engine.runner import run_backtest
+    from volbacktest.engine.run.report import format_table, write_comparison, write_run
+    from volbacktest.engine.run.runner import run_backtest
 
     configs = load_configs(args.configs)
     results = []
@@ -117,7 +117,7 @@ def _datasets(argv: list[str]) -> int:
     p.add_argument("--root", type=Path, help="data root to check for files")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
-    from data.catalogue import list_datasets, search_roots
+    from volbacktest.data.catalogue import list_datasets, search_roots
 
     roots = search_roots(args.root)
     print("search roots: " + ", ".join(str(r) for r in roots))

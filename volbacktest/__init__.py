@@ -1,0 +1,1 @@
+"""volbacktest: event-driven backtests of volatility strategies on backtrader."""
