@@ -119,13 +119,13 @@ def child_prepare(args) -> dict:
 def child_fast(args) -> dict:
     import warnings
 
+    from volbacktest.engine.execution.vectorised import fast_backtest
     from volbacktest.engine.run.runner import prepare_market, run_backtest
     from volbacktest.engine.sweep.execute import ExecutorOptions, execute
     from volbacktest.engine.sweep.fast import run_fast
     from volbacktest.engine.sweep.records import MarketCache
     from volbacktest.engine.sweep.spec import plan_from_mapping
     from volbacktest.engine.sweep.store import ResultsStore
-    from volbacktest.engine.execution.vectorised import fast_backtest
 
     warnings.simplefilter("ignore")
     plan = plan_from_mapping(sweep_mapping(args.combos, args.start))

@@ -26,7 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.calculators.rnd import RNDOptions, fit_rnd_chain, rnd_horizon_moments, rnd_moments
+from volbacktest.engine.calculators.rnd import (
+    RNDOptions,
+    fit_rnd_chain,
+    rnd_horizon_moments,
+    rnd_moments,
+)
 from volbacktest.engine.errors import DataQualityWarning
 
 REPO = Path(__file__).resolve().parents[1]

@@ -34,7 +34,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.errors import DataError, DataNotFoundError, DataQualityWarning, require_extra
+from volbacktest.engine.errors import (
+    DataError,
+    DataNotFoundError,
+    DataQualityWarning,
+    require_extra,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import backtrader as bt
 import numpy as np
 
+from volbacktest.engine.execution.batch import BatchRunner, OwnBrokerStrategy
 from volbacktest.engine.inputs.config import config_from_mapping
 from volbacktest.engine.run.runner import _collect, configure_broker
-from volbacktest.engine.execution.batch import BatchRunner, OwnBrokerStrategy
 
 # two years of the embedded market: about 500 bars, quick to build and to run
 SHORT = {"synthetic": {"seed": 11, "start": "2008-01-02", "end": "2009-12-31"}}

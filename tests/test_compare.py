@@ -18,6 +18,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from volbacktest.engine.inputs.config import config_from_mapping
 from volbacktest.engine.run.compare import (
     grid_pivot,
     monthly_returns,
@@ -25,7 +26,6 @@ from volbacktest.engine.run.compare import (
     write_report,
     write_sweep_report,
 )
-from volbacktest.engine.inputs.config import config_from_mapping
 from volbacktest.engine.run.runner import run_backtest
 from volbacktest.engine.sweep.execute import ExecutorOptions
 from volbacktest.engine.sweep.run import run_sweep

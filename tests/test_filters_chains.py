@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from volbacktest.engine.errors import ConfigError
 from volbacktest.engine.inputs import chainseries, filters
 from volbacktest.engine.inputs.config import config_from_mapping
-from volbacktest.engine.errors import ConfigError
 from volbacktest.engine.run.runner import run_backtest
 
 

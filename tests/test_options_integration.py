@@ -12,12 +12,12 @@ import pytest
 from scipy.integrate import quad
 
 from volbacktest.data import synthetic_chains as sc
-from volbacktest.engine.inputs import chainseries, options_series
 from volbacktest.engine.calculators.bs import bs_price
 from volbacktest.engine.calculators.rolling import rolling_mean
 from volbacktest.engine.calculators.vix import compute_vix
-from volbacktest.engine.inputs.config import config_from_mapping, load_config
 from volbacktest.engine.errors import ConfigError
+from volbacktest.engine.inputs import chainseries, options_series
+from volbacktest.engine.inputs.config import config_from_mapping, load_config
 from volbacktest.engine.run.runner import prepare_market, run_backtest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -437,7 +437,9 @@ def test_real_ivix_timing_filtered_vs_unfiltered(real_etf, shared_2015_only, tmp
 
 
 @pytest.mark.shared_data
-@pytest.mark.filterwarnings("ignore:50ETF options.*policy removed:volbacktest.engine.errors.DataQualityWarning")
+@pytest.mark.filterwarnings(
+    "ignore:50ETF options.*policy removed:volbacktest.engine.errors.DataQualityWarning"
+)
 def test_vix_cli_on_shared_50etf(shared_data, tmp_path, capsys):
     from volbacktest.engine.cli import main
 

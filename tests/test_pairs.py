@@ -27,8 +27,8 @@ from volbacktest.data.synthetic import market_frames
 from volbacktest.data.synthetic_pairs import DT_YEARS, TRUE_PARAMS, pair_frames, simulate_pair_bars
 from volbacktest.engine.calculators import ou
 from volbacktest.engine.calculators.futures import nyse_sessions
-from volbacktest.engine.inputs.config import config_from_mapping, load_config
 from volbacktest.engine.errors import ConfigError
+from volbacktest.engine.inputs.config import config_from_mapping, load_config
 from volbacktest.engine.inputs.market import Market
 from volbacktest.engine.run.report import write_run
 from volbacktest.engine.run.runner import prepare_market, run_backtest

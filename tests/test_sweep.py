@@ -18,6 +18,7 @@ import yaml
 from sweep_support import SHORT, FixedPlan, backtrader_run_of
 
 from volbacktest.engine.errors import ConfigError
+from volbacktest.engine.execution.vectorised import MarketArrays, decision_stack, simulate
 from volbacktest.engine.run.runner import prepare_market, run_backtest
 from volbacktest.engine.sweep.execute import ExecutorOptions, execute
 from volbacktest.engine.sweep.metrics import METRIC_NAMES, grid_metrics
@@ -25,7 +26,6 @@ from volbacktest.engine.sweep.records import MarketCache
 from volbacktest.engine.sweep.run import run_sweep
 from volbacktest.engine.sweep.spec import load_sweep, plan_from_mapping, run_id_of
 from volbacktest.engine.sweep.store import ResultsStore
-from volbacktest.engine.execution.vectorised import MarketArrays, decision_stack, simulate
 from volbacktest.engine.sweep.walkforward import make_windows
 
 REPO = Path(__file__).resolve().parents[1]

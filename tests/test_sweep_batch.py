@@ -11,8 +11,8 @@ import pytest
 from sweep_support import cfg_for
 
 from volbacktest import strategies
-from volbacktest.engine.run.runner import prepare_market, run_backtest
 from volbacktest.engine.execution.batch import BatchRunner
+from volbacktest.engine.run.runner import prepare_market, run_backtest
 
 COSTS = {"commission": {"percent": 0.001}, "slippage": {"percent": 0.0005}}
 

@@ -26,10 +26,15 @@ from hypothesis import strategies as st
 from sweep_support import FixedPlan, backtrader_run_of, cfg_for
 
 from volbacktest import strategies
+from volbacktest.engine.execution.batch import BatchRunner
+from volbacktest.engine.execution.vectorised import (
+    MarketArrays,
+    decision_stack,
+    fast_backtest,
+    simulate,
+)
 from volbacktest.engine.inputs.config import load_config
 from volbacktest.engine.run.runner import prepare_market, run_backtest
-from volbacktest.engine.execution.batch import BatchRunner
-from volbacktest.engine.execution.vectorised import MarketArrays, decision_stack, fast_backtest, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 FRACTIONAL_RTOL = 1e-9  # issue 7: equity to 1e-9 relative with fractional sizing

@@ -19,7 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from volbacktest.engine.calculators.anomaly import ARTICLE_CONFIG, AnomalyResult, score_cross_section
+from volbacktest.engine.calculators.anomaly import (
+    ARTICLE_CONFIG,
+    AnomalyResult,
+    score_cross_section,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -47,7 +47,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.calculators.bs import IVStatus, bs_greeks, bs_price, implied_vol, is_call_from_cp
+from volbacktest.engine.calculators.bs import (
+    IVStatus,
+    bs_greeks,
+    bs_price,
+    implied_vol,
+    is_call_from_cp,
+)
 from volbacktest.engine.errors import ConfigError, DataError, DataQualityWarning, require_extra
 
 logger = logging.getLogger(__name__)

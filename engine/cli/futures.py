@@ -128,7 +128,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
 
 def _settles(args):
-    from volbacktest.data.cfe import load_cfe_folder, matrix_sessions, sessions_for_years, splice_continuous
+    from volbacktest.data.cfe import (
+        load_cfe_folder,
+        matrix_sessions,
+        sessions_for_years,
+        splice_continuous,
+    )
     from volbacktest.data.loaders import load_vix_futures_continuous
 
     contracts = load_cfe_folder(args.contracts, on_problem=args.on_problem)

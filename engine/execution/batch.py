@@ -24,9 +24,9 @@ from collections.abc import Sequence
 import backtrader as bt
 from backtrader import indicator, linebuffer
 
+from volbacktest.engine.errors import LookAheadWarning
 from volbacktest.engine.execution.bt import TargetWeightStrategy
 from volbacktest.engine.inputs.config import BacktestConfig
-from volbacktest.engine.errors import LookAheadWarning
 from volbacktest.engine.inputs.market import Market
 from volbacktest.engine.run.runner import BacktestResult, _collect, add_feeds, configure_broker
 

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from volbacktest.engine.errors import ExecutionWarning
-from volbacktest.engine.inputs.chainseries import ChainContext, ChainSeriesSpec, parse_input
 from volbacktest.engine.execution.sizing import CostModel, order_sizes
+from volbacktest.engine.inputs.chainseries import ChainContext, ChainSeriesSpec, parse_input
 
 log = logging.getLogger(__name__)
 

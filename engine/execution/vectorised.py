@@ -37,8 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.inputs.config import BacktestConfig, ExecutionConfig
+from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.execution.sizing import CASH_SAFETY
+from volbacktest.engine.inputs.config import BacktestConfig, ExecutionConfig
 from volbacktest.engine.inputs.market import Market
 
 # An order smaller than this fraction of the largest holding (or of one share) is not sent:
@@ -465,7 +466,6 @@ def result_from_weights(
     """A full ``BacktestResult`` (ledger, positions, transactions, metrics) of one weights
     matrix ``(n_bars, n_assets)`` simulated with ``cfg.execution`` on ``market``."""
     from volbacktest.engine.execution.metrics import performance_metrics
-    from volbacktest.engine.run.runner import BacktestResult
 
     plan = cfg.plan
     arrays = MarketArrays.from_market(market, plan)

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from volbacktest.engine.errors import ConfigError, DataError, DataQualityWarning
 from volbacktest.engine.inputs.chainseries import is_chain_input, series_on_calendar
 from volbacktest.engine.inputs.config import DataConfig
-from volbacktest.engine.errors import ConfigError, DataError, DataQualityWarning
 
 log = logging.getLogger(__name__)
 

@@ -59,10 +59,15 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
+from volbacktest.engine.errors import ConfigError, DataQualityWarning, StaleDataWarning
 from volbacktest.engine.inputs import chainseries
 from volbacktest.engine.inputs.chainseries import ChainContext, ChainDatasetSpec, ChainSeriesSpec
-from volbacktest.engine.errors import ConfigError, DataQualityWarning, StaleDataWarning
-from volbacktest.engine.inputs.filters import FilterParams, FilterSpec, ThresholdFilter, register_filter
+from volbacktest.engine.inputs.filters import (
+    FilterParams,
+    FilterSpec,
+    ThresholdFilter,
+    register_filter,
+)
 
 logger = logging.getLogger(__name__)
 

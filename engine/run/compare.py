@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from volbacktest.engine.errors import require_extra
-from volbacktest.engine.run.runner import BacktestResult
+from volbacktest.engine.execution.result import BacktestResult
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from volbacktest.engine.inputs.config import dump_config
 from volbacktest.engine.errors import require_extra
-from volbacktest.engine.run.runner import BacktestResult
+from volbacktest.engine.execution.result import BacktestResult
+from volbacktest.engine.inputs.config import dump_config
 
 log = logging.getLogger(__name__)
 

@@ -10,40 +10,27 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
 
 import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.execution.bt import ArrayFeed, PercentPerShareCommission, SignalFeed, TargetWeightStrategy
+from volbacktest.engine.errors import EngineError, LookAheadWarning
+from volbacktest.engine.execution.bt import (
+    ArrayFeed,
+    PercentPerShareCommission,
+    SignalFeed,
+    TargetWeightStrategy,
+)
+from volbacktest.engine.execution.metrics import performance_metrics
+from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.chainseries import is_chain_input, parse_input
 from volbacktest.engine.inputs.config import BacktestConfig
-from volbacktest.engine.errors import EngineError, LookAheadWarning
 from volbacktest.engine.inputs.market import Market, build_market
-from volbacktest.engine.execution.metrics import performance_metrics
 
 log = logging.getLogger(__name__)
 
 LEDGER_RTOL = 1e-9
-
-
-@dataclass(frozen=True)
-class BacktestResult:
-    config: BacktestConfig
-    equity: pd.Series
-    returns: pd.Series
-    positions: pd.DataFrame  # value per asset + cash (pyfolio layout)
-    holdings: pd.DataFrame  # shares per asset
-    transactions: pd.DataFrame  # date, symbol, size, price, commission, value
-    weights: pd.DataFrame  # target weights decided on each bar
-    metrics: dict
-    market_notes: tuple[str, ...] = ()
-    problems: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def label(self) -> str:
-        return self.config.name
 
 
 def configure_broker(broker: bt.brokers.BackBroker, ex) -> bt.brokers.BackBroker:

@@ -6,10 +6,11 @@ Entry points: ``load_sweep(path)`` -> :class:`SweepPlan`; ``run_sweep(plan, ...)
 ``run_backtest.py sweep SWEEP.yaml`` (``engine.sweep.cli``).
 """
 
+from volbacktest.engine.execution.vectorised import MarketArrays, fast_backtest, simulate
+
 from .execute import ExecutorOptions
 from .run import SweepOutcome, run_sweep
 from .spec import SweepPlan, load_sweep, plan_from_mapping
-from volbacktest.engine.execution.vectorised import MarketArrays, fast_backtest, simulate
 
 __all__ = [
     "ExecutorOptions",

@@ -16,10 +16,11 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from volbacktest.engine.execution.vectorised import MarketArrays, simulate
+
 from .metrics import grid_metrics, metric_rows
 from .records import STATUS_FAILED, STATUS_OK, MarketCache, RunRecord, calendar_ns
 from .spec import Combo
-from volbacktest.engine.execution.vectorised import MarketArrays, simulate
 
 log = logging.getLogger(__name__)
 

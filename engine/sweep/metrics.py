@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from volbacktest.engine.execution.metrics import TRADING_DAYS_PER_YEAR, finite_or_none
-
 from volbacktest.engine.execution.vectorised import GridSimulation
 
 # The headline metrics of side-by-side tables (walk-forward, comparison reports).

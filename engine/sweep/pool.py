@@ -56,7 +56,12 @@ DEFAULT_BATCH = 5  # strategies per backtrader pass: most of the shared-feed sav
 # strategy in a batch holds about 4 MB per 4,000 bars in its worker until the batch ends
 MAX_ATTEMPTS = 3  # pool breakdowns a run may be in flight for before it is recorded failed
 MAX_RUNNERS = 4  # preloaded feed sets kept per worker
-PRELOAD_MODULES = ["volbacktest.engine.execution.batch", "volbacktest.engine.sweep.pool", "volbacktest.engine.run.runner", "empyrical"]
+PRELOAD_MODULES = [
+    "volbacktest.engine.execution.batch",
+    "volbacktest.engine.sweep.pool",
+    "volbacktest.engine.run.runner",
+    "empyrical",
+]
 
 _MARKETS: MarketCache | None = None
 _RUNNERS: dict = {}
@@ -212,9 +217,8 @@ def run_task(task: Task, executor: str = EXECUTOR) -> RunRecord:
 
 def run_batch(tasks: list[Task], executor: str = EXECUTOR) -> list[RunRecord]:
     """A batch of combinations in one backtrader pass per market; never raises."""
-    from volbacktest.engine.inputs.config import config_from_mapping
-
     from volbacktest.engine.execution.batch import batch_key
+    from volbacktest.engine.inputs.config import config_from_mapping
 
     t0 = time.perf_counter()
     out: list[RunRecord] = []

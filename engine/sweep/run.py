@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.run.runner import BacktestResult, run_backtest
+from volbacktest.engine.execution.result import BacktestResult
+from volbacktest.engine.execution.vectorised import fast_backtest
+from volbacktest.engine.run.runner import run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, execute
 from .records import STATUS_OK, MarketCache, params_of_row
 from .spec import SweepPlan
 from .store import ResultsStore
-from volbacktest.engine.execution.vectorised import fast_backtest
 from .walkforward import WalkForwardResult, run_walkforward
 
 log = logging.getLogger(__name__)

@@ -45,8 +45,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from volbacktest.engine.inputs.config import BacktestConfig, _raise_validation, config_from_mapping, read_yaml
 from volbacktest.engine.errors import ConfigError
+from volbacktest.engine.inputs.config import (
+    BacktestConfig,
+    _raise_validation,
+    config_from_mapping,
+    read_yaml,
+)
 
 from .metrics import LOWER_IS_BETTER, METRIC_NAMES
 

@@ -30,15 +30,16 @@ import numpy as np
 import pandas as pd
 
 from volbacktest.engine.errors import ConfigError, EngineError
+from volbacktest.engine.execution.result import BacktestResult
+from volbacktest.engine.execution.vectorised import MarketArrays, result_from_weights
 from volbacktest.engine.inputs.market import Market
-from volbacktest.engine.run.runner import BacktestResult, run_backtest
+from volbacktest.engine.run.runner import run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, execute
 from .metrics import METRIC_NAMES, SUMMARY_METRICS
 from .records import STATUS_OK, MarketCache, params_of_row
 from .spec import SplitSpec, SweepPlan
 from .store import ResultsStore
-from volbacktest.engine.execution.vectorised import MarketArrays, result_from_weights
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,27 @@
+"""What one backtest returns, whichever executor ran it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from volbacktest.engine.inputs.config import BacktestConfig
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    config: BacktestConfig
+    equity: pd.Series
+    returns: pd.Series
+    positions: pd.DataFrame  # value per asset + cash (pyfolio layout)
+    holdings: pd.DataFrame  # shares per asset
+    transactions: pd.DataFrame  # date, symbol, size, price, commission, value
+    weights: pd.DataFrame  # target weights decided on each bar
+    metrics: dict
+    market_notes: tuple[str, ...] = ()
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def label(self) -> str:
+        return self.config.name
