@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from volbacktest.data.calendars import nyse_sessions
 from volbacktest.data.cfe import KNOWN_ISSUES, load_cfe_folder, matrix_sessions
 from volbacktest.engine.calculators import futures as fut
 from volbacktest.engine.calculators.futures_curve import (
@@ -70,13 +71,13 @@ def naive_build(folder: Path) -> dict[str, pd.Series]:
         df["date"] = pd.to_datetime(df["Trade Date"], format="mixed")
         last_rows[path.name] = df["date"].max()
     folder_last = max(last_rows.values())
-    sessions = list(fut.nyse_sessions("2003-10-01", "2018-03-31"))
+    sessions = list(nyse_sessions("2003-10-01", "2018-03-31"))
     for path in files:
         df = pd.read_csv(path, usecols=range(11))
         df["date"] = pd.to_datetime(df["Trade Date"], format="mixed")
         code = path.name[4]
         year, month = 2000 + int(path.name[5:7]), "FGHJKMNQUVXZ".index(code) + 1
-        rule = fut.vix_futures_expiry(year, month, fut.nyse_sessions("2003-10-01", "2018-03-31"))
+        rule = fut.vix_futures_expiry(year, month, nyse_sessions("2003-10-01", "2018-03-31"))
         last = last_rows[path.name]
         expiry = last if (last < folder_last or last == rule) else rule
         prices, first = {}, None

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from volbacktest.data.chains import load_50etf_options
-from volbacktest.data.rates import load_shibor, shibor_curve_rate
+from volbacktest.data.rates import load_shibor
+from volbacktest.engine.calculators.rates import shibor_curve_rate
 from volbacktest.engine.calculators.vix import SSE_IVIX, compute_vix, interpolate_vix
 from volbacktest.engine.errors import DataQualityWarning, StaleDataWarning
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from volbacktest.data.calendars import nyse_sessions
 from volbacktest.data.cfe import (
     KNOWN_ISSUES,
     KnownIssue,
@@ -22,7 +23,6 @@ from volbacktest.data.cfe import (
     splice_continuous,
 )
 from volbacktest.data.loaders import load_vix_futures_continuous
-from volbacktest.engine.calculators.futures import nyse_sessions
 from volbacktest.engine.calculators.futures_curve import futures_curve
 from volbacktest.engine.errors import DataError, DataNotFoundError, DataQualityWarning
 

@@ -24,11 +24,12 @@ from volbacktest.data.chains import (
     load_whitepaper_2009,
     load_whitepaper_2019,
     read_partitioned,
-    sse_offgrid_strike,
     validate_chain,
     write_partitioned,
 )
-from volbacktest.data.rates import SHIBOR_TENOR_DAYS, load_shibor, shibor_curve_rate
+from volbacktest.data.rates import load_shibor
+from volbacktest.engine.calculators.chain_rules import sse_offgrid_strike
+from volbacktest.engine.calculators.rates import SHIBOR_TENOR_DAYS, shibor_curve_rate
 from volbacktest.engine.errors import DataError, DataNotFoundError, DataQualityWarning
 
 ETF = "china_50etf/50etf_options_daily_joinquant__TanTzs.csv"

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from volbacktest.data.calendars import nyse_sessions
 from volbacktest.engine.calculators.futures import (
     TBILL_DAY_BASIS,
     TBILL_TERM_DAYS,
@@ -17,7 +18,6 @@ from volbacktest.engine.calculators.futures import (
     index_returns_from_weights,
     inverse_etn,
     long_etn,
-    nyse_sessions,
     short_term_index,
     short_term_roll,
     vix_expiries,

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from volbacktest.data.calendars import nyse_sessions
 from volbacktest.data.catalogue import load_dataset
 from volbacktest.data.cfe import load_cfe_folder, load_vx_settles, matrix_sessions
 from volbacktest.engine.calculators.futures import (
     TBILL_DAY_BASIS,
     TBILL_TERM_DAYS,
     etn_from_index,
-    nyse_sessions,
     short_term_index,
     vix_expiries,
 )
@@ -438,7 +438,8 @@ def test_simulated_datasets(shared_data):
 
 def test_real_2004_configs_run_on_simulated_notes(shared_data):
     from volbacktest.engine.cli import load_configs
-    from volbacktest.engine.run.runner import prepare_market, run_backtest
+    from volbacktest.engine.inputs.market import market_for
+    from volbacktest.engine.run.runner import run_backtest
 
     paths = sorted(Path(__file__).resolve().parents[1].glob("configs/real_2004/*.yaml"))
     configs = load_configs(paths)
@@ -454,6 +455,6 @@ def test_real_2004_configs_run_on_simulated_notes(shared_data):
     short = roll.with_overrides(
         **{"data.root": str(shared_data), "data.start": "2008-09-02", "data.end": "2008-12-31"}
     )
-    assert prepare_market(short).frames["xiv"].attrs["dataset"] == "xiv_sim"
+    assert market_for(short).frames["xiv"].attrs["dataset"] == "xiv_sim"
     result = run_backtest(short)
     assert result.weights["vxx"].loc["2008-10-01":"2008-11-30"].mean() > 0.9  # backwardation

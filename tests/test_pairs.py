@@ -23,15 +23,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from volbacktest.data.calendars import nyse_sessions
 from volbacktest.data.synthetic import market_frames
 from volbacktest.data.synthetic_pairs import DT_YEARS, TRUE_PARAMS, pair_frames, simulate_pair_bars
 from volbacktest.engine.calculators import ou
-from volbacktest.engine.calculators.futures import nyse_sessions
 from volbacktest.engine.errors import ConfigError
 from volbacktest.engine.inputs.config import config_from_mapping, load_config
-from volbacktest.engine.inputs.market import Market
+from volbacktest.engine.inputs.market import Market, market_for
 from volbacktest.engine.run.report import write_run
-from volbacktest.engine.run.runner import prepare_market, run_backtest
+from volbacktest.engine.run.runner import run_backtest
 from volbacktest.strategies.pairs import (
     OUPairsParams,
     ZScorePairsParams,
@@ -114,7 +114,7 @@ def test_synthetic_market_includes_the_pair():
     cfg = config_from_mapping(
         {"name": "p", "strategy": {"name": "ou_pairs"}, "data": {"synthetic": SHORT}}
     )
-    market = prepare_market(cfg)
+    market = market_for(cfg)
     expected = pair_frames(**SHORT)
     assert expected["pair_a"].index.equals(market_frames(**SHORT)["vix"].index)
     assert market.tradable == ("pair_a", "pair_b")
@@ -330,7 +330,7 @@ def test_real_gld_gdx_config_runs(shared_data):
     cfg = load_config(REPO / "configs" / "real" / "ou_pairs_gld_gdx.yaml").with_overrides(
         **{"data.root": str(shared_data), "report.tearsheet": False, "report.plots": False}
     )
-    market = prepare_market(cfg)
+    market = market_for(cfg)
     assert f"{market.calendar[0]:%Y-%m-%d}" == "2007-01-03"
     assert f"{market.calendar[-1]:%Y-%m-%d}" == "2019-07-12"
     result = run_backtest(cfg, market=market)

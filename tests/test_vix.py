@@ -27,6 +27,7 @@ from volbacktest.data.chains import (
     write_partitioned,
 )
 from volbacktest.data.rates import load_shibor
+from volbacktest.data.vix_history import compute_vix_partitioned
 from volbacktest.engine.calculators.vix import (
     CBOE,
     MINUTES_PER_YEAR,
@@ -34,7 +35,6 @@ from volbacktest.engine.calculators.vix import (
     SSE_IVIX,
     VixMethod,
     compute_vix,
-    compute_vix_partitioned,
     get_method,
     interpolate_vix,
     option_price,

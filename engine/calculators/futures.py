@@ -1,7 +1,8 @@
 """VIX futures calendar, the S&P 500 VIX Short-Term Futures Index and ETNs built on it.
 
-Pure numpy/pandas kernels (no backtrader). Everything is vectorised over dates; results are
-frozen dataclasses.
+Pure numpy/pandas kernels (no backtrader, no calendar lookups: the trading sessions are an
+argument, built by ``data.calendars.nyse_sessions``). Everything is vectorised over dates;
+results are frozen dataclasses.
 
 Sources of the rules implemented here (see also ``REFERENCES.md`` section 4):
 
@@ -27,8 +28,6 @@ Sources of the rules implemented here (see also ``REFERENCES.md`` section 4):
 
 from __future__ import annotations
 
-import functools
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -37,7 +36,6 @@ import pandas as pd
 
 from volbacktest.engine.errors import ConfigError, DataError
 
-NYSE_CALENDAR = "XNYS"  # exchange_calendars code of the NYSE (CFE follows its holidays)
 # CFE VX specification: settlement is 30 calendar days before the next month's SPX expiry Friday
 SETTLEMENT_DAYS_BEFORE_SPX_EXPIRY = 30
 FRIDAY = 4  # numpy weekday numbering, Monday = 0
@@ -53,36 +51,11 @@ ACCELERATION_DROP = 0.80
 MAX_ANNUAL_FEE = 0.5  # sanity bound: a fee given in percent (0.89) instead of decimals fails
 
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
+# where the error messages send the caller for a calendar (the data layer builds it)
+_NYSE_SESSIONS = "volbacktest.data.calendars.nyse_sessions"
 
 
 # --------------------------------------------------------------------------- calendar
-
-
-@functools.lru_cache(maxsize=16)
-def _nyse_sessions_cached(start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
-    import exchange_calendars as xcals
-
-    with warnings.catch_warnings():
-        # exchange_calendars 4.x reads tz-aware Series.values, deprecated in pandas 3.1; the
-        # values it builds are UTC-naive nanoseconds as intended, so the notice is not ours
-        warnings.filterwarnings(
-            "ignore", message="Series.values returning an ndarray", category=DeprecationWarning
-        )
-        calendar = xcals.get_calendar(NYSE_CALENDAR, start=start, end=end)
-    sessions = pd.DatetimeIndex(calendar.sessions, name="date")
-    return pd.DatetimeIndex(sessions.tz_localize(None).normalize().to_numpy(), name="date")
-
-
-def nyse_sessions(start, end) -> pd.DatetimeIndex:
-    """NYSE trading sessions from ``start`` to ``end`` (inclusive), tz-naive, named ``date``.
-
-    Uses exchange_calendars' ``XNYS`` calendar, which includes Good Friday and the special
-    closures (2004-06-11, 2007-01-02, 2012-10-29/30, 2018-12-05). Results are cached.
-    """
-    start_ts, end_ts = _as_day(start, "start"), _as_day(end, "end")
-    if end_ts < start_ts:
-        raise ConfigError(f"nyse_sessions: end {end_ts.date()} is before start {start_ts.date()}")
-    return _nyse_sessions_cached(start_ts, end_ts)
 
 
 def _as_day(value, name: str) -> pd.Timestamp:
@@ -100,10 +73,10 @@ def _session_days(sessions: pd.DatetimeIndex) -> np.ndarray:
     if not isinstance(sessions, pd.DatetimeIndex):
         raise ConfigError(
             f"sessions must be a pandas DatetimeIndex of trading days, got "
-            f"{type(sessions).__name__}; build one with nyse_sessions(start, end)"
+            f"{type(sessions).__name__}; build one with {_NYSE_SESSIONS}(start, end)"
         )
     if len(sessions) == 0:
-        raise ConfigError("sessions is empty; build it with nyse_sessions(start, end)")
+        raise ConfigError(f"sessions is empty; build it with {_NYSE_SESSIONS}(start, end)")
     days = sessions.tz_localize(None) if sessions.tz is not None else sessions
     arr = days.to_numpy().astype("datetime64[D]")
     if np.any(np.diff(arr) <= np.timedelta64(0, "D")):
@@ -132,7 +105,7 @@ def _settlement_dates(years: np.ndarray, months: np.ndarray, sessions: pd.Dateti
     if sess[0] > need_from or sess[-1] < third_friday.max():
         raise ConfigError(
             f"sessions cover {sess[0]}..{sess[-1]} but these expiries need the trading calendar "
-            f"from {need_from} to {third_friday.max()}; pass nyse_sessions() over that range"
+            f"from {need_from} to {third_friday.max()}; pass {_NYSE_SESSIONS}() over that range"
         )
     # a holiday Friday moves the reference to the business day preceding it
     reference = _previous_session_if_closed(third_friday, sess)
@@ -144,10 +117,10 @@ def _settlement_dates(years: np.ndarray, months: np.ndarray, sessions: pd.Dateti
 def vix_futures_expiry(year: int, month: int, sessions: pd.DatetimeIndex) -> pd.Timestamp:
     """Final settlement date of the monthly VX contract for ``(year, month)`` by the CFE rule.
 
-    ``sessions`` is the trading calendar (e.g. ``nyse_sessions``) covering the settlement
-    month and the 3rd Friday of the following month. Known exceptions in the exchange's own
-    files: the July and October 2004 contracts (N04, V04) settled one week earlier than this
-    rule (early contract terms).
+    ``sessions`` is the trading calendar (e.g. ``data.calendars.nyse_sessions``) covering the
+    settlement month and the 3rd Friday of the following month. Known exceptions in the
+    exchange's own files: the July and October 2004 contracts (N04, V04) settled one week
+    earlier than this rule (early contract terms).
     """
     day = _settlement_dates(np.array([year]), np.array([month]), sessions)[0]
     return pd.Timestamp(day)

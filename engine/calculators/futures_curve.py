@@ -127,7 +127,10 @@ def _day_numbers(values) -> np.ndarray:
 
 def _sessions_days(sessions: pd.DatetimeIndex) -> np.ndarray:
     if not isinstance(sessions, pd.DatetimeIndex) or len(sessions) == 0:
-        raise ConfigError("sessions must be a non-empty DatetimeIndex (use nyse_sessions)")
+        raise ConfigError(
+            "sessions must be a non-empty DatetimeIndex (use "
+            "volbacktest.data.calendars.nyse_sessions)"
+        )
     return _day_numbers(sessions)
 
 
@@ -198,8 +201,9 @@ class FuturesCurve:
 def futures_curve(matrix: SettleMatrix, sessions: pd.DatetimeIndex, n: int = 8) -> FuturesCurve:
     """``F1..Fn`` per date: the k-th listed contract whose expiry is strictly after the date.
 
-    ``sessions`` (e.g. ``nyse_sessions``) count business days to expiry and must contain every
-    date and expiry. Dates with fewer than ``n`` listed contracts leave the far columns empty.
+    ``sessions`` (e.g. ``data.calendars.nyse_sessions``) count business days to expiry and must
+    contain every date and expiry. Dates with fewer than ``n`` listed contracts leave the far
+    columns empty.
     """
     if not 1 <= n <= 24:
         raise ConfigError(f"n (contracts in the curve) must be in 1..24, got {n}")
@@ -248,7 +252,7 @@ def _require_sessions(sess: np.ndarray, days: np.ndarray, what: str) -> None:
         raise DataError(
             f"{what} {bad} is not a session of the trading calendar given "
             f"({np.datetime64(int(sess[0]), 'D')}..{np.datetime64(int(sess[-1]), 'D')}); pass "
-            "nyse_sessions() covering every trade date and expiry"
+            "volbacktest.data.calendars.nyse_sessions() covering every trade date and expiry"
         )
 
 

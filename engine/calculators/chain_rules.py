@@ -1,0 +1,94 @@
+"""Pure rules over a long option chain (data.chains schema) shared by the loaders and the VIX.
+
+* :func:`adjusted_drop_mask`: which dividend-adjusted contracts a policy (:data:`AdjustedMode`)
+  removes; ``data.chains.apply_policy`` and ``calculators.vix.compute_vix`` both apply it;
+* :func:`sse_grid_step` / :func:`sse_offgrid_strike`: the SSE 50ETF strike grid.
+
+Frames and arrays in, arrays out: no file access (the loaders live in ``data.chains``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from volbacktest.engine.errors import DataError
+
+# price columns of the long chain schema (data.chains.CHAIN_COLUMNS)
+PRICE_COLUMNS: tuple[str, ...] = ("bid", "ask", "last", "close", "settle", "prev_settle")
+
+# SSE 50ETF strike grid in thousandths of CNY: 0.05 up to 3 CNY, 0.1 up to 5, 0.25 up to 10,
+# 0.5 above (SSE contract specification). A strike off this grid (e.g. 2.006, 2.46, 3.24) can
+# only be a dividend-adjusted "A" contract.
+_SSE_GRID_MILLI = ((3_000, 50), (5_000, 100), (10_000, 250))
+_SSE_GRID_MILLI_ABOVE = 500
+
+AdjustedMode = Literal["prefer_standard", "keep", "drop"]
+
+
+def sse_offgrid_strike(strike: np.ndarray | pd.Series) -> np.ndarray:
+    """True where a strike is off the SSE 50ETF strike grid (so a dividend-adjusted contract).
+
+    3-decimal strikes (2.006) are always off the grid; 2-decimal ones such as 2.46 or 3.24 are
+    off it too. Adjusted strikes that happen to land on the grid (2.25) cannot be told from a
+    standard contract by the strike alone (use the contract list).
+    """
+    milli = np.rint(np.asarray(strike, dtype=float) * 1000.0).astype(np.int64)
+    step = np.full(milli.shape, _SSE_GRID_MILLI_ABOVE, dtype=np.int64)
+    for upper, s in reversed(_SSE_GRID_MILLI):
+        step = np.where(milli <= upper, s, step)
+    off_milli = np.abs(np.asarray(strike, dtype=float) * 1000.0 - milli) > 1e-6
+    return (milli % step != 0) | off_milli
+
+
+def sse_grid_step(strike: np.ndarray | pd.Series) -> np.ndarray:
+    """SSE 50ETF strike step (CNY) at each strike: 0.05 up to 3, 0.1 up to 5, 0.25 up to 10."""
+    milli = np.rint(np.asarray(strike, dtype=float) * 1000.0)
+    step = np.full(milli.shape, float(_SSE_GRID_MILLI_ABOVE))
+    for upper, s in reversed(_SSE_GRID_MILLI):
+        step = np.where(milli <= upper, float(s), step)
+    return step / 1000.0
+
+
+def adjusted_drop_mask(df: pd.DataFrame, mode: AdjustedMode) -> np.ndarray:
+    """Rows the adjusted-contract policy ``mode`` removes (see ``data.chains.ChainPolicy``).
+
+    ``"prefer_standard"``: an adjusted row is dropped when a priced standard contract of the
+    same (trade_date, expiry, cp) lies within half a strike step (SSE grid) of its strike, i.e.
+    the adjusted contract only duplicates a standard strike; adjusted strikes that fill gaps or
+    extend the range are kept. Vectorised with one ``merge_asof`` (nearest standard strike).
+    """
+    n = len(df)
+    if mode == "keep" or "adjusted" not in df.columns or n == 0:
+        return np.zeros(n, dtype=bool)
+    adjusted = df["adjusted"].to_numpy(dtype=bool, na_value=False)
+    if mode == "drop":
+        return adjusted
+    if mode != "prefer_standard":
+        raise DataError(f"adjusted={mode!r} is not a policy; use 'prefer_standard', 'keep', 'drop'")
+    if not adjusted.any():
+        return adjusted
+    priced = np.zeros(n, dtype=bool)
+    for c in PRICE_COLUMNS:
+        if c in df.columns:
+            priced |= np.isfinite(df[c].to_numpy(dtype=float, na_value=np.nan))
+    # integer key of (trade_date, expiry, cp): days since the epoch fit in 5 decimal digits
+    td_day = df["trade_date"].to_numpy(dtype="datetime64[D]").astype(np.int64)
+    ex_day = df["expiry"].to_numpy(dtype="datetime64[D]").astype(np.int64)
+    is_call = (df["cp"] == "C").to_numpy(dtype=bool, na_value=False)
+    gid = (td_day * 100_000 + ex_day) * 2 + is_call
+    frame = pd.DataFrame({"gid": gid, "strike": df["strike"].to_numpy(dtype=float)})
+    frame["row"] = np.arange(n)
+    std = frame.loc[~adjusted & priced].rename(columns={"row": "std_row"})
+    std = std.assign(std_strike=std["strike"]).sort_values("strike", kind="stable")
+    adj = frame.loc[adjusted].sort_values("strike", kind="stable")
+    near = pd.merge_asof(
+        adj, std[["strike", "gid", "std_strike"]], on="strike", by="gid", direction="nearest"
+    )
+    dist = np.abs(near["strike"].to_numpy() - near["std_strike"].to_numpy(dtype=float))
+    covered = dist < 0.5 * sse_grid_step(near["strike"].to_numpy()) + 1e-9
+    out = np.zeros(n, dtype=bool)
+    out[near["row"].to_numpy()[covered]] = True
+    return out
