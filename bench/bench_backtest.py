@@ -18,8 +18,8 @@ import warnings
 import backtrader as bt
 
 from volbacktest.engine.inputs.config import config_from_mapping
-from volbacktest.engine.inputs.market import Market
-from volbacktest.engine.run.runner import prepare_market, run_backtest
+from volbacktest.engine.inputs.market import Market, market_for
+from volbacktest.engine.run.runner import run_backtest
 
 N_BARS = 4000
 
@@ -36,7 +36,7 @@ def engine_config():
 
 
 def trimmed_market(cfg) -> Market:
-    m = prepare_market(cfg)
+    m = market_for(cfg)
     cal = m.calendar[-N_BARS:]
     frames = {k: v.loc[cal] for k, v in m.frames.items()}
     return Market(cal, frames, m.tradable, m.source, m.notes)

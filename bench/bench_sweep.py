@@ -64,12 +64,12 @@ def bench_start_date() -> str:
     """First date of the last N_BARS bars of the synthetic market (so every executor sees the
     same 4,000 bars from a plain config)."""
     from volbacktest.engine.inputs.config import config_from_mapping
-    from volbacktest.engine.run.runner import prepare_market
+    from volbacktest.engine.inputs.market import market_for
 
     cfg = config_from_mapping(
         {"name": "b", "strategy": {"name": "vratio"}, "data": {"synthetic": SYN}}
     )
-    cal = prepare_market(cfg).calendar
+    cal = market_for(cfg).calendar
     return f"{cal[-N_BARS]:%Y-%m-%d}"
 
 
@@ -103,12 +103,12 @@ class VRatioSwitch(bt.Strategy):
 def child_prepare(args) -> dict:
     import pickle
 
-    from volbacktest.engine.run.runner import prepare_market
+    from volbacktest.engine.inputs.market import market_for
     from volbacktest.engine.sweep.spec import plan_from_mapping
 
     start = bench_start_date()
     plan = plan_from_mapping(sweep_mapping(args.combos, start))
-    market = prepare_market(plan.base)
+    market = market_for(plan.base)
     assert len(market.calendar) == N_BARS, len(market.calendar)
     frames = {k: market.frames[k] for k in ("xiv", "vxx", "vix", "vix3m")}
     Path(args.frames).write_bytes(pickle.dumps(frames))
@@ -120,7 +120,8 @@ def child_fast(args) -> dict:
     import warnings
 
     from volbacktest.engine.execution.vectorised import fast_backtest
-    from volbacktest.engine.run.runner import prepare_market, run_backtest
+    from volbacktest.engine.inputs.market import market_for
+    from volbacktest.engine.run.runner import run_backtest
     from volbacktest.engine.sweep.execute import ExecutorOptions, execute
     from volbacktest.engine.sweep.fast import run_fast
     from volbacktest.engine.sweep.records import MarketCache
@@ -130,7 +131,7 @@ def child_fast(args) -> dict:
     warnings.simplefilter("ignore")
     plan = plan_from_mapping(sweep_mapping(args.combos, args.start))
     cache = MarketCache()
-    cache.put(plan.base, prepare_market(plan.base))
+    cache.put(plan.base, market_for(plan.base))
     combos = list(plan.iter_combos())
     list(run_fast(combos, chunk_size=256, markets=cache))  # warm caches and imports
     walls, cpus = [], []

@@ -20,7 +20,7 @@ import pandas as pd
 
 from volbacktest.engine.calculators.ou import TRADING_DAYS_PER_YEAR
 from volbacktest.engine.inputs.config import load_config
-from volbacktest.engine.run.runner import prepare_market
+from volbacktest.engine.inputs.market import market_for
 from volbacktest.strategies.pairs import OUPairsParams, ou_pairs_decision
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def decisions(config: Path, data_root: Path | None) -> tuple[dict[str, pd.DataFr
     params = cfg.params
     if not isinstance(params, OUPairsParams):
         raise SystemExit(f"{config}: strategy {cfg.strategy.name!r} is not ou_pairs")
-    market = prepare_market(cfg)
+    market = market_for(cfg)
     closes = market.closes(params.inputs())
     out = {}
     for method in METHODS:

@@ -35,8 +35,19 @@ logger = logging.getLogger(__name__)
 ENV_DATA_ROOT = "VOLBT_DATA_ROOT"
 """Environment variable naming extra data search roots (``os.pathsep``-separated)."""
 
-DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-"""``../shared/data`` relative to the repository root."""
+
+def source_checkout() -> Path | None:
+    """The source checkout this package runs from (a clone, installed editable or not), or
+    None when it runs from an installed wheel (then nothing is searched beside the package:
+    site-packages holds no data)."""
+    root = Path(__file__).resolve().parents[1]  # the checkout, or site-packages/volbacktest
+    markers = ("pyproject.toml", "volbacktest", "engine", "strategies")
+    return root if all((root / m).exists() for m in markers) else None
+
+
+_CHECKOUT = source_checkout()
+DEFAULT_DATA_ROOT: Path | None = _CHECKOUT.parent / "shared" / "data" if _CHECKOUT else None
+"""``../shared/data`` beside the source checkout; None for a wheel install."""
 
 Loader = Callable[[Sequence[Path]], pd.DataFrame]
 
@@ -74,7 +85,8 @@ class SearchRoots(list[Path]):
 
 def search_roots(config_root: str | os.PathLike[str] | None = None) -> SearchRoots:
     """Data search roots: ``config_root`` (the config's ``data.root``), then each path in
-    ``$VOLBT_DATA_ROOT``, then ``../shared/data`` beside the repository.
+    ``$VOLBT_DATA_ROOT``, then ``../shared/data`` beside the source checkout (not for a wheel
+    install: site-packages holds no data).
 
     Only existing directories are returned; the result's ``candidates`` lists every root
     considered with where it came from.
@@ -85,12 +97,23 @@ def search_roots(config_root: str | os.PathLike[str] | None = None) -> SearchRoo
     for part in os.environ.get(ENV_DATA_ROOT, "").split(os.pathsep):
         if part.strip():
             candidates.append((f"${ENV_DATA_ROOT}", Path(part.strip()).expanduser().resolve()))
-    candidates.append(("default ../shared/data", DEFAULT_DATA_ROOT))
+    if DEFAULT_DATA_ROOT is not None:
+        candidates.append(("default ../shared/data", DEFAULT_DATA_ROOT))
     existing: list[Path] = []
     for _, root in candidates:
         if root.is_dir() and root not in existing:
             existing.append(root)
     return SearchRoots(existing, candidates)
+
+
+def roots_for(root: str | os.PathLike[str] | None) -> SearchRoots:
+    """Search roots for a run: an explicit root (``--data-root`` / ``data.root``) is the only
+    root, so a wrong one fails instead of silently falling back; otherwise
+    :func:`search_roots` (``$VOLBT_DATA_ROOT``, then ``../shared/data`` beside a checkout)."""
+    if root is None or str(root) == "":
+        return search_roots()
+    path = Path(root).expanduser().resolve()
+    return SearchRoots([path] if path.is_dir() else [], [("config data.root", path)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,10 +410,10 @@ def resolve_files(spec: DatasetSpec, roots: Sequence[Path]) -> tuple[Path, ...]:
             folder = relative.split("/", 1)[0]
             raise DataNotFoundError(
                 f"dataset '{spec.name}' needs the file {relative}, which is in none of the data "
-                f"search roots tried:\n{_roots_text(roots)}\nFix: set data.root in the config "
-                f"(or the {ENV_DATA_ROOT} environment variable) to the folder that holds "
-                f"'{folder}/' (normally ../shared/data beside the repository), or use the "
-                "embedded synthetic source"
+                f"search roots tried:\n{_roots_text(roots)}\nFix: pass --data-root, or set "
+                f"data.root in the config (or the {ENV_DATA_ROOT} environment variable), to the "
+                f"folder that holds '{folder}/' (normally ../shared/data beside the repository), "
+                "or use the embedded synthetic source"
             )
     return tuple(found)
 

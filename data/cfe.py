@@ -34,7 +34,6 @@ per-contract files end, mapping ``VXk`` on date t to the k-th rule expiry after 
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
 import os
@@ -48,9 +47,21 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from volbacktest.data.loaders import CFE_OLD_SCALE, CFE_RESCALE_DATE, close_only_frame
-from volbacktest.engine.calculators.futures import nyse_sessions, vix_expiries
-from volbacktest.engine.calculators.futures_curve import SettleMatrix, futures_curve
+from volbacktest.data.calendars import nyse_sessions
+from volbacktest.data.loaders import (
+    CFE_OLD_SCALE,
+    CFE_RESCALE_DATE,
+    close_only_frame,
+    load_vix_futures_continuous,
+)
+from volbacktest.engine.caches import CACHES
+from volbacktest.engine.calculators.futures import vix_expiries
+from volbacktest.engine.calculators.futures_curve import (
+    SettleMatrix,
+    futures_curve,
+    futures_index,
+    simulate_etn,
+)
 from volbacktest.engine.errors import ConfigError, DataError, DataNotFoundError, DataQualityWarning
 
 logger = logging.getLogger(__name__)
@@ -694,10 +705,8 @@ def _signature(paths: Iterable[Path]) -> tuple:
     return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
 
 
-@functools.lru_cache(maxsize=4)
+@CACHES.memo("data.cfe.settles", maxsize=4)
 def _cached_settles(folder: str, continuous: str | None, signature: tuple) -> SettleMatrix:
-    from volbacktest.data.loaders import load_vix_futures_continuous
-
     base = load_cfe_folder(folder).matrix()
     if continuous is None:
         return base
@@ -737,8 +746,6 @@ def simulated_etn_frame(
     tbill_rate=0.0,
 ) -> pd.DataFrame:
     """A close-only frame of a note simulated from the futures (the catalogue's ``*_sim``)."""
-    from volbacktest.engine.calculators.futures_curve import futures_index, simulate_etn
-
     matrix = load_vx_settles(cfe_folder, continuous_path)
     sessions = matrix_sessions(matrix)
     idx = futures_index(

@@ -66,13 +66,14 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
+from volbacktest.data.calendars import nyse_sessions
+from volbacktest.engine.caches import CACHES
 from volbacktest.engine.calculators.futures import (
     VXX_ANNUAL_FEE,
     XIV_ANNUAL_FEE,
     ETNResult,
     FuturesIndexResult,
     etn_from_index,
-    nyse_sessions,
     short_term_index,
     vix_expiries,
 )
@@ -686,7 +687,7 @@ def _generate(params: SyntheticParams, seed: int, start: pd.Timestamp, end: pd.T
     )
 
 
-@functools.lru_cache(maxsize=8)
+@CACHES.memo("data.synthetic.markets", maxsize=8)
 def _generate_cached(params, seed, start, end) -> SyntheticMarket:
     return _generate(params, seed, start, end)
 

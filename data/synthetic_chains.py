@@ -77,15 +77,16 @@ of the US market and the pair for the same seed.
 
 from __future__ import annotations
 
-import functools
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+from volbacktest.data.calendars import nyse_sessions, sse_sessions
+from volbacktest.data.synthetic import generate_market
+from volbacktest.engine.caches import CACHES
 from volbacktest.engine.errors import ConfigError
 
 DAYS_PER_YEAR = 365.0  # calendar-day year of the VIX/iVIX methodology (REFERENCES.md sections 1-2)
@@ -344,41 +345,6 @@ def _day(value, name: str) -> pd.Timestamp:
     return ts.tz_localize(None).normalize() if ts.tz is not None else ts.normalize()
 
 
-@functools.lru_cache(maxsize=8)
-def _xshg_cached(start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
-    import exchange_calendars as xcals
-
-    with warnings.catch_warnings():
-        # exchange_calendars 4.x reads tz-aware Series.values (deprecated in pandas 3.1) on
-        # its own data; not ours to fix (same filter as engine.calculators.futures)
-        warnings.filterwarnings(
-            "ignore", message="Series.values returning an ndarray", category=DeprecationWarning
-        )
-        cls = type(xcals.get_calendar("XSHG"))
-        lo, hi = max(start, cls.bound_min()), min(end, cls.bound_max())
-        known = pd.DatetimeIndex([])
-        if lo <= hi:
-            calendar = xcals.get_calendar("XSHG", start=lo, end=hi)
-            known = pd.DatetimeIndex(calendar.sessions).tz_localize(None).normalize()
-    # outside the recorded holiday years: weekdays (a model calendar, documented)
-    before = pd.bdate_range(start, min(end, lo - pd.Timedelta(days=1))) if start < lo else None
-    after = pd.bdate_range(max(start, hi + pd.Timedelta(days=1)), end) if end > hi else None
-    parts = [p for p in (before, known, after) if p is not None and len(p)]
-    sessions = parts[0].append(parts[1:]) if len(parts) > 1 else (parts[0] if parts else known)
-    return pd.DatetimeIndex(sessions.to_numpy(dtype="datetime64[ns]"), name="date")
-
-
-def xshg_sessions(start, end) -> pd.DatetimeIndex:
-    """Shanghai Stock Exchange sessions (exchange_calendars ``XSHG``), tz-naive, inclusive.
-
-    Outside the years whose holidays exchange_calendars records (1990-12 .. 2026 in 4.x) the
-    sessions are the weekdays."""
-    s, e = _day(start, "start"), _day(end, "end")
-    if e < s:
-        raise ConfigError(f"xshg_sessions: end {e.date()} is before start {s.date()}")
-    return _xshg_cached(s, e)
-
-
 def sse_expiries(start, end, sessions: pd.DatetimeIndex) -> pd.DatetimeIndex:
     """SSE 50ETF option expiry of every month from ``start``'s month to ``end``'s: the 4th
     Wednesday, moved to the next session of ``sessions`` when it is not one (holiday)."""
@@ -486,9 +452,9 @@ def _simulate_etf(params: EtfChainParams, seed: int, dates: pd.DatetimeIndex) ->
     return EtfPath(frame=frame, v_open=v[1::2], v_close=v[2::2], params=p, seed=seed)
 
 
-@functools.lru_cache(maxsize=8)
+@CACHES.memo("data.synthetic_chains.etf_paths", maxsize=8)
 def _etf_path_cached(params: EtfChainParams, seed: int, start, end) -> EtfPath:
-    dates = xshg_sessions(start, end)
+    dates = sse_sessions(start, end)
     if len(dates) < 2:
         raise ConfigError(f"the 50ETF-like market needs at least 2 SSE sessions in {start}..{end}")
     return _simulate_etf(params, seed, dates)
@@ -572,7 +538,7 @@ def etf50_chains(
     p = params or EtfChainParams()
     path = etf50_path(seed, start, end, p)
     dates = path.frame.index
-    wide = xshg_sessions(dates[0] - pd.Timedelta(days=40), dates[-1] + pd.Timedelta(days=400))
+    wide = sse_sessions(dates[0] - pd.Timedelta(days=40), dates[-1] + pd.Timedelta(days=400))
     expiries = sse_expiries(dates[0] - pd.Timedelta(days=40), dates[-1] + pd.Timedelta(days=330),
                             wide)  # fmt: skip
     listed = _listed_sse(dates, expiries)
@@ -642,14 +608,10 @@ def spx_chains(
     """Daily SPX-like chains on the embedded US market of ``data.synthetic`` for ``seed`` over
     the NYSE sessions ``start..end`` (see the module docstring). Same columns as
     :func:`etf50_chains`, with ``settlement`` 'AM'/'PM' and multiplier 100."""
-    from volbacktest.data.synthetic import generate_market
-
     sp = params or SpxChainParams()
     market = generate_market(None, seed, start, end)
     spx = market.frames["spx"]
     dates = spx.index
-    from volbacktest.engine.calculators.futures import nyse_sessions
-
     wide = nyse_sessions(dates[0], dates[-1] + pd.Timedelta(days=sp.monthly_days + 10))
     exp = spx_expiries(dates[0], dates[-1] + pd.Timedelta(days=sp.monthly_days + 7), wide)
     ex_days = exp["expiry"].to_numpy()

@@ -12,7 +12,7 @@ sampling error only.
 Bars
 ----
 * **Calendar**: the NYSE sessions between ``start`` and ``end``
-  (:func:`engine.calculators.futures.nyse_sessions`, the calendar of the embedded volatility
+  (:func:`data.calendars.nyse_sessions`, the calendar of the embedded volatility
   market in :mod:`data.synthetic`), so the pair merges with that market date for date.
 * **Clock**: trading time, one session = ``DT_YEARS`` = 1/252 year (``ou.TRADING_DAYS_PER_YEAR``).
 * **Closes**: the model sampled once per session; closes are an exact discretisation of the model
@@ -35,8 +35,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from volbacktest.data.calendars import nyse_sessions
 from volbacktest.engine.calculators import ou
-from volbacktest.engine.calculators.futures import nyse_sessions
 from volbacktest.engine.errors import ConfigError
 
 # Bar length in years: daily sessions on the 252-day trading clock (REFERENCES.md section 5).

@@ -1,1 +1,20 @@
-"""Event-driven backtesting engine for volatility strategies, built on backtrader."""
+"""The engine, in layers; a module imports only from its own layer or the ones below it (a test,
+``tests/test_architecture.py``, reads every import from the source and fails on an upward import
+or a cycle):
+
+==================  ============================================================================
+``cli/``, ``api``   command lines (``volbacktest ...``) and the Python API behind ``volbacktest``
+``sweep/``          parameter sweeps: spec, executors (vectorised, process pool, Dask), store,
+                    walk-forward
+``run/``            one backtest end to end (``runner``), its files (``report``), comparisons
+``execution/``      orders and fills: the one sizing rule (``sizing``), the backtrader adapters
+                    (``bt``, ``eventdriven``, ``batch``), the vectorised executor, the result
+``inputs/``         what a strategy sees: the config, the market on one calendar, chain-derived
+                    series, filters, the decision plan
+``strategies/``,    (top-level folders) decision functions with their parameter models; loaders,
+``data/``           the dataset catalogue, the embedded market, calendars
+``calculators/``    pure numerical kernels over arrays and frames: no files, no backtrader
+``errors``,         exceptions and typed warnings; the process-wide caches
+``caches``
+==================  ============================================================================
+"""

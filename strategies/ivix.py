@@ -38,15 +38,12 @@ class IVIXTimingParams(StrategyParams):
     )
 
     @model_validator(mode="after")
-    def _windows_and_chain(self):
+    def _windows(self):
         if self.short_window > self.long_window:
             raise ValueError(
                 f"short_window {self.short_window} is longer than long_window {self.long_window}"
             )
-        from volbacktest.engine.inputs.options_series import check_underlying
-
-        check_underlying(self.chain, self.asset)
-        return self
+        return self  # the chain and its underlying are checked with the config (chain inputs)
 
     def ivix_input(self) -> str:
         return f"{self.horizon}@{self.chain}"

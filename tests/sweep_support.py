@@ -8,8 +8,8 @@ import backtrader as bt
 import numpy as np
 
 from volbacktest.engine.execution.batch import BatchRunner, OwnBrokerStrategy
+from volbacktest.engine.execution.eventdriven import collect, configure_broker
 from volbacktest.engine.inputs.config import config_from_mapping
-from volbacktest.engine.run.runner import _collect, configure_broker
 
 # two years of the embedded market: about 500 bars, quick to build and to run
 SHORT = {"synthetic": {"seed": 11, "start": "2008-01-02", "end": "2009-12-31"}}
@@ -55,8 +55,7 @@ def backtrader_run_of(cfg, market, plan, runner: BatchRunner | None = None):
     spec = {
         "plan": plan,
         "execution": cfg.execution,
-        "data_cfg": cfg.data,
         "own_broker": configure_broker(bt.brokers.BackBroker(), cfg.execution),
     }
     strat = runner._cerebro.runstrategies([(OwnBrokerStrategy, (), spec)], predata=True)[0]
-    return strat, _collect(cfg, market, strat)
+    return strat, collect(cfg, market, strat)

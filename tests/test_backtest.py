@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,9 @@ from hypothesis import strategies as st
 
 from volbacktest import strategies
 from volbacktest.engine.inputs.config import config_from_mapping
-from volbacktest.engine.inputs.market import Market
+from volbacktest.engine.inputs.market import Market, market_for
 from volbacktest.engine.run.report import write_run
-from volbacktest.engine.run.runner import prepare_market, run_backtest
+from volbacktest.engine.run.runner import run_backtest
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT = {"synthetic": {"seed": 11, "start": "2008-01-02", "end": "2010-12-31"}}
@@ -38,7 +39,7 @@ def cfg_for(name: str, fill: str = "next_close", **execution):
 
 @pytest.fixture(scope="module")
 def markets():
-    return {n: prepare_market(cfg_for(n)) for n in strategies.names()}
+    return {n: market_for(cfg_for(n)) for n in strategies.names()}
 
 
 def perturb_after(market: Market, t: int, seed: int) -> Market:
@@ -73,20 +74,36 @@ def test_no_look_ahead(markets, name, fill, t, seed):
     pd.testing.assert_frame_equal(before.reset_index(drop=True), after.reset_index(drop=True))
 
 
-def test_same_close_is_flagged_and_does_look_ahead(markets):
-    """same_close trades on the close it observes: changing bar t's close can change the trade
-    filled at bar t. It is warned about and labelled in the metrics."""
+def test_same_close_trades_on_the_close_it_observes(markets):
+    """same_close (warned, labelled) trades on the close its decision observed: raising VIX3M on
+    one bar t flips VRatio's decision on t, and the same_close run trades at t's own close; the
+    next_close run is unchanged up to and including t (it can act at t+1 at the earliest)."""
     from volbacktest.engine.errors import LookAheadWarning
 
-    cfg = cfg_for("vratio", "same_close")
+    m = markets["vratio"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LookAheadWarning)
+        base = run_backtest(cfg_for("vratio", "same_close"), market=m)
+    vxx = np.nan_to_num(base.weights["vxx"].to_numpy())
+    calm = [t for t in range(20, len(vxx) - 2) if vxx[t - 1] == vxx[t] == vxx[t + 1] == 1.0]
+    t = calm[len(calm) // 2]
+    day = m.calendar[t]
+    frames = dict(m.frames)
+    frames["vix3m"] = frames["vix3m"].copy()
+    frames["vix3m"].loc[day, "close"] *= 20.0
+    bumped = Market(m.calendar, frames, m.tradable, m.source, m.notes)
+
     with pytest.warns(LookAheadWarning):
-        res = run_backtest(cfg, market=markets["vratio"])
-    assert res.metrics["look_ahead"] is True
-    assert "LOOK-AHEAD" in res.metrics["fill"]
-    # the first trade date: bar t's own signal decided it
-    t = res.equity.index.get_loc(res.transactions["date"].iloc[0])
-    w = res.weights.to_numpy()
-    assert not np.array_equal(np.nan_to_num(w[t]), np.nan_to_num(w[t - 1])) or t == 0
+        same = run_backtest(cfg_for("vratio", "same_close"), market=bumped)
+    assert same.metrics["look_ahead"] is True and "LOOK-AHEAD" in same.metrics["fill"]
+    assert same.weights["xiv"].iloc[t] == 1.0
+    assert day not in set(base.transactions["date"]) and day in set(same.transactions["date"])
+
+    before = run_backtest(cfg_for("vratio"), market=m)
+    after = run_backtest(cfg_for("vratio"), market=bumped)
+    pd.testing.assert_series_equal(before.equity.iloc[: t + 1], after.equity.iloc[: t + 1])
+    assert day not in set(after.transactions["date"])
+    assert m.calendar[t + 1] in set(after.transactions["date"])
 
 
 @pytest.mark.filterwarnings("ignore::volbacktest.engine.errors.LookAheadWarning")
@@ -106,8 +123,6 @@ def test_run_modes_identical(markets, name, fill):
 @pytest.mark.parametrize("fill", ["next_close", "next_open", "same_close"])
 def test_fill_timing(markets, fill):
     """A decision on bar t fills at t+1's close / t+1's open / t's close."""
-    import warnings
-
     cfg = cfg_for("vratio", fill)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -191,6 +191,23 @@ def test_search_roots_order_and_filtering(tmp_path, monkeypatch):
     assert C.DEFAULT_DATA_ROOT == Path(C.__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def test_no_default_root_outside_a_source_checkout(tmp_path, monkeypatch):
+    """A wheel install has no checkout: nothing is searched beside site-packages."""
+    assert C.source_checkout() == Path(C.__file__).resolve().parents[1]  # tests run from one
+    monkeypatch.delenv(C.ENV_DATA_ROOT, raising=False)
+    monkeypatch.setattr(C, "DEFAULT_DATA_ROOT", None)
+    roots = C.search_roots()
+    assert list(roots) == [] and roots.candidates == ()
+    with pytest.raises(DataNotFoundError, match="--data-root"):
+        C.resolve_files(C.DATASETS["vix"], roots)
+
+
+def test_an_explicit_root_is_the_only_root(tmp_path, shared_data):
+    roots = C.roots_for(tmp_path / "nowhere")
+    assert list(roots) == [] and [o for o, _ in roots.candidates] == ["config data.root"]
+    assert list(C.roots_for(shared_data)) == [shared_data.resolve()]
+
+
 def test_first_root_holding_a_file_wins(tmp_path, shared_data):
     local = tmp_path / "cboe_vix_index"
     local.mkdir()

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from volbacktest.engine.execution.sizing import CostModel, order_sizes
+from volbacktest.engine.execution.sizing import CostModel, order_sizes, rebalance_orders
 
 price = st.floats(0.5, 500.0)
 frac = st.floats(0.0, 1.0)
@@ -79,9 +79,41 @@ def test_crossing_trade_is_sent_as_close_then_open():
     """Short -> long in one rebalance becomes an exact close and an open (backtrader would split
     one crossing order into parts whose float sum misses the size by ~1e-13 shares and fill the
     sliver a bar later). Sells go first."""
-    from volbacktest.engine.execution.bt import _order_legs
-
-    legs = _order_legs(np.array([1442.0, -600.0, 0.0]), np.array([-400.0, 600.0, 5.0]))
+    legs = rebalance_orders(np.array([1442.0, -600.0, 0.0]), np.array([-400.0, 600.0, 5.0]))
     assert legs == [(1, -600.0), (0, 400.0), (0, 1042.0)]
-    legs = _order_legs(np.array([-150.0]), np.array([100.0]))
+    legs = rebalance_orders(np.array([-150.0]), np.array([100.0]))
     assert legs == [(0, -100.0), (0, -50.0)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 12),
+    st.integers(1, 4),
+    st.sampled_from([None, 100]),
+    st.floats(0.0, 0.01),
+    st.integers(0, 2**32 - 1),
+)
+def test_one_row_or_many_rows_give_identical_orders(n_runs, k, lot, slip, seed):
+    """The executors share ``order_sizes``: the vectorised one calls it on a stack of runs, the
+    backtrader one on a single run. Every row of the stack equals the single-run call, bit for
+    bit (so the executors cannot drift apart through the sizing rule)."""
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(-1.0, 1.0, (n_runs, k)) * rng.integers(0, 2, (n_runs, k))
+    held = np.round(rng.uniform(-500, 500, (n_runs, k))) * rng.integers(0, 2, (n_runs, k))
+    prices = rng.uniform(5.0, 200.0, (n_runs, k))
+    cash = rng.uniform(0.0, 1e5, n_runs)
+    costs = CostModel(0.001, 0.005, slip)
+    stack = order_sizes(w, held, cash, prices, costs, integer_lot=lot, max_gross_leverage=1.5)
+    for j in range(n_runs):
+        one = order_sizes(
+            w[j], held[j], cash[j], prices[j], costs, integer_lot=lot, max_gross_leverage=1.5
+        )
+        assert one.shape == (k,)
+        np.testing.assert_array_equal(stack[j], one)
+
+
+def test_dust_orders_are_not_sent():
+    d = order_sizes(
+        np.array([0.5]), np.array([500.0]), 50_000.0 + 1e-9, np.array([100.0]), CostModel()
+    )
+    assert d[0] == 0.0

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from volbacktest.engine.caches import clear_caches
 from volbacktest.engine.errors import ConfigError
 from volbacktest.engine.inputs import chainseries, filters
 from volbacktest.engine.inputs.config import config_from_mapping
@@ -102,10 +103,9 @@ def toy_registry(monkeypatch):
             return f"toy_change > {self.threshold} → {self.action}"
 
     monkeypatch.setitem(filters.FILTERS, "toy", filters.FilterSpec("toy", ToyFilter, "test"))
-    chainseries._SERIES_CACHE.clear()
+    clear_caches("inputs.chainseries")
     yield
-    chainseries._SERIES_CACHE.clear()
-    chainseries._cached_synthetic.cache_clear()
+    clear_caches("inputs.chainseries")
 
 
 def _cfg(**extra):
@@ -159,3 +159,22 @@ def test_filter_config_errors(toy_registry):
 def test_unknown_chain_input_is_a_config_error(toy_registry):
     with pytest.raises(ConfigError, match="unknown option-chain dataset 'nope'"):
         chainseries.parse_input("toy_level@nope")
+
+
+def test_a_chain_filter_needs_the_chain_underlying_as_a_traded_asset():
+    """rnd_tail reads a series of the 50ETF chain through the option-chain feed of etf50: on a
+    strategy that trades XIV/VXX the config is refused up front, naming the chain and the fix."""
+    with pytest.raises(ConfigError) as err:
+        config_from_mapping(
+            {
+                "name": "x",
+                "strategy": {"name": "vratio"},
+                "filters": [{"type": "rnd_tail", "threshold": 0.1}],
+            }
+        )
+    msg = str(err.value)
+    assert msg.startswith("filters.0: rnd_left_tail@etf50_options")
+    assert (
+        "chain 'etf50_options' has underlying 'etf50' but the strategy trades 'xiv' and 'vxx'"
+        in msg
+    )

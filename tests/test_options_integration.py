@@ -12,13 +12,16 @@ import pytest
 from scipy.integrate import quad
 
 from volbacktest.data import synthetic_chains as sc
+from volbacktest.data.calendars import sse_sessions
+from volbacktest.engine.caches import CACHES, clear_caches
 from volbacktest.engine.calculators.bs import bs_price
 from volbacktest.engine.calculators.rolling import rolling_mean
 from volbacktest.engine.calculators.vix import compute_vix
 from volbacktest.engine.errors import ConfigError
 from volbacktest.engine.inputs import chainseries, options_series
 from volbacktest.engine.inputs.config import config_from_mapping, load_config
-from volbacktest.engine.run.runner import prepare_market, run_backtest
+from volbacktest.engine.inputs.market import market_for
+from volbacktest.engine.run.runner import run_backtest
 
 REPO = Path(__file__).resolve().parents[1]
 ETF = "china_50etf"
@@ -27,9 +30,9 @@ SHORT = {"seed": 11, "start": "2009-01-05", "end": "2009-12-31"}  # one embedded
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
-    options_series.clear_cache()
+    clear_caches("inputs.options_series")
     yield
-    options_series.clear_cache()
+    clear_caches("inputs.options_series")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,7 @@ def test_embedded_chain_follows_sse_rules(etf_chain_short):
     # (January 2009: the 28th fell in the Spring Festival, the contract expired 2 February)
     first = pd.date_range("2008-12-01", "2010-12-01", freq="MS")
     fourth_wed = first + pd.to_timedelta((2 - first.day_of_week) % 7 + 21, unit="D")
-    sessions = sc.xshg_sessions("2008-12-01", "2011-01-31")
+    sessions = sse_sessions("2008-12-01", "2011-01-31")
     rule = {sessions[sessions >= w][0] for w in fourth_wed}
     expiries = pd.DatetimeIndex(chain["expiry"].unique())
     assert set(expiries) <= rule
@@ -98,7 +101,7 @@ def test_embedded_chain_follows_sse_rules(etf_chain_short):
     later = per_day.map(lambda e: sorted(e)[2:])
     assert later.map(lambda e: all(d.month in (3, 6, 9, 12) for d in e)).all()
     # SSE strike grid, quotes around the model price on the 0.0001 tick, zero bids in the wings
-    from volbacktest.data.chains import sse_offgrid_strike
+    from volbacktest.engine.calculators.chain_rules import sse_offgrid_strike
 
     assert not sse_offgrid_strike(chain["strike"]).any()
     assert (chain["bid"] <= chain["model_price"] + 1e-12).all()
@@ -157,8 +160,7 @@ def test_cboe_vix_from_spx_like_chain_recovers_market_vix():
 def _modes_agree(chain: pd.DataFrame, context, spec, stride: int = 1):
     """spec.compute over the whole chain (runonce) vs over the last lookback+1 dates at every
     ``stride``-th date and the last one (next mode), per-date cache off; returns the first."""
-    options_series.PER_DATE_CACHE = False
-    try:
+    with CACHES.disabled(options_series.PER_DATE_CACHE):
         whole = spec.compute(chain, context)
         dates = whole.index
         order = np.argsort(chain["trade_date"].to_numpy(), kind="stable")
@@ -169,8 +171,6 @@ def _modes_agree(chain: pd.DataFrame, context, spec, stride: int = 1):
             hi = np.searchsorted(td, dates[i].to_datetime64(), side="right")
             one = spec.compute(sorted_chain.iloc[lo:hi], context).loc[[dates[i]]]
             pd.testing.assert_frame_equal(one, whole.loc[[dates[i]]], check_freq=False)
-    finally:
-        options_series.PER_DATE_CACHE = True
     return whole
 
 
@@ -198,7 +198,7 @@ def test_backtrader_modes_identical_with_both_filters():
             "report": {"tearsheet": False, "plots": False},
         }
     )
-    market = prepare_market(cfg)
+    market = market_for(cfg)
     ref = run_backtest(cfg, market=market)
     assert ref.metrics["trades"] > 2
     for runonce, preload in ((False, True), (False, False)):
@@ -226,8 +226,7 @@ def test_anomaly_scores_do_not_look_ahead(etf_chain_short):
     chain = etf_chain_short[etf_chain_short["trade_date"] < "2009-04-01"]
     ctx = _embedded_context()
     cut = pd.Timestamp("2009-03-10")
-    options_series.PER_DATE_CACHE = False
-    try:
+    with CACHES.disabled(options_series.PER_DATE_CACHE):
         base = options_series.anomaly_frame(chain, ctx)
         after = chain["trade_date"] > cut
         factor = np.random.default_rng(0).uniform(0.5, 1.5, int(after.sum()))
@@ -235,8 +234,6 @@ def test_anomaly_scores_do_not_look_ahead(etf_chain_short):
         for c in ("bid", "ask", "close"):
             changed.loc[after, c] = chain.loc[after, c].to_numpy() * factor
         other = options_series.anomaly_frame(changed, ctx)
-    finally:
-        options_series.PER_DATE_CACHE = True
     pd.testing.assert_frame_equal(base.loc[:cut], other.loc[:cut])
     assert base.loc[:cut, "anomaly_fraction"].notna().sum() > 10
     assert not base.loc[cut:].equals(other.loc[cut:])
@@ -375,7 +372,7 @@ def test_ivix_timing_decision_matches_pandas_on_real_data(real_etf):
     cfg = load_config(REPO / "configs" / "real" / "ivix_timing.yaml").with_overrides(
         **{"data.root": str(cfg.data.root)}
     )
-    market = prepare_market(cfg)
+    market = market_for(cfg)
     ivix = market.frames["ivix30@etf50_options"]["close"]
     w = cfg.spec.weights(market.closes(cfg.params.inputs()), cfg.params)[:, 0]
     s, long_avg = ivix.rolling(1).mean(), ivix.rolling(3).mean()
@@ -401,11 +398,9 @@ def shared_2015_only(real_etf, monkeypatch):
         "etf50_options",
         dataclasses.replace(spec, load_shared=lambda roots: (cut, ctx)),
     )
-    chainseries._cached_shared.cache_clear()
-    chainseries._SERIES_CACHE.clear()
+    clear_caches("inputs.chainseries")
     yield
-    chainseries._cached_shared.cache_clear()
-    chainseries._SERIES_CACHE.clear()
+    clear_caches("inputs.chainseries")
 
 
 @pytest.mark.shared_data

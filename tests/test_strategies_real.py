@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from volbacktest.engine.inputs.config import load_config
-from volbacktest.engine.run.runner import prepare_market, run_backtest
+from volbacktest.engine.inputs.market import market_for
+from volbacktest.engine.run.runner import run_backtest
 
 REPO = Path(__file__).resolve().parents[1]
 TIE = 1e-12  # scores this close to a threshold may round either way; none occur in practice
@@ -24,7 +25,7 @@ def real(name, shared_data, **params):
 
 
 def engine_weights(cfg):
-    market = prepare_market(cfg)
+    market = market_for(cfg)
     params = cfg.params
     w = cfg.spec.weights(market.closes(params.inputs()), params)
     return market, pd.DataFrame(w, index=market.calendar, columns=list(params.assets()))

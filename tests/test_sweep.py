@@ -19,7 +19,8 @@ from sweep_support import SHORT, FixedPlan, backtrader_run_of
 
 from volbacktest.engine.errors import ConfigError
 from volbacktest.engine.execution.vectorised import MarketArrays, decision_stack, simulate
-from volbacktest.engine.run.runner import prepare_market, run_backtest
+from volbacktest.engine.inputs.market import market_for
+from volbacktest.engine.run.runner import run_backtest
 from volbacktest.engine.sweep.execute import ExecutorOptions, execute
 from volbacktest.engine.sweep.metrics import METRIC_NAMES, grid_metrics
 from volbacktest.engine.sweep.records import MarketCache
@@ -197,7 +198,7 @@ def test_grid_metrics_equal_performance_metrics():
         | {"execution": {"commission": {"percent": 0.001}, "slippage": {"percent": 0.001}}}
     )
     combos = list(plan.iter_combos())
-    market = prepare_market(plan.base)
+    market = market_for(plan.base)
     arrays = MarketArrays.from_market(market, plan.base.plan)
     sim = simulate(
         decision_stack([c.config.plan for c in combos], arrays.inputs), arrays, plan.base.execution
@@ -319,7 +320,7 @@ def test_rolling_walk_forward_stitches_out_of_sample(tmp_path):
         plan, opts=ExecutorOptions("vectorised", progress=False), out=tmp_path, report=False
     )
     wf = out.walkforward
-    assert len(wf.windows) == len(make_windows(prepare_market(plan.base).calendar, plan.split))
+    assert len(wf.windows) == len(make_windows(market_for(plan.base).calendar, plan.split))
     with ResultsStore(out.store_path) as s:
         for _, row in wf.windows.iterrows():
             seg = s.frame(row["window"], status="ok")
@@ -329,7 +330,7 @@ def test_rolling_walk_forward_stitches_out_of_sample(tmp_path):
     assert oos.equity.index[0] == wf.windows["test_start"].iloc[0]
     assert oos.equity.index[-1] == wf.windows["test_end"].iloc[-1]
     # backtrader on the stitched weights
-    market = prepare_market(plan.base)
+    market = market_for(plan.base)
     sl = market.calendar[
         (market.calendar >= oos.equity.index[0]) & (market.calendar <= oos.equity.index[-1])
     ]

@@ -12,7 +12,8 @@ from sweep_support import cfg_for
 
 from volbacktest import strategies
 from volbacktest.engine.execution.batch import BatchRunner
-from volbacktest.engine.run.runner import prepare_market, run_backtest
+from volbacktest.engine.inputs.market import market_for
+from volbacktest.engine.run.runner import run_backtest
 
 COSTS = {"commission": {"percent": 0.001}, "slippage": {"percent": 0.0005}}
 
@@ -46,7 +47,7 @@ def test_batch_runner_equals_run_backtest(name, fill, setting):
     results of separate run_backtest calls (the same config twice in a batch: a shared broker
     would double every order)."""
     cfg = cfg_for(name, fill, **SETTINGS[setting])
-    market = prepare_market(cfg)
+    market = market_for(cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # same_close's LookAheadWarning
         ref = run_backtest(cfg, market=market)
@@ -64,7 +65,7 @@ def test_batch_runner_mixed_parameters_and_key_check():
         for w in (2, 9, 30)
         for b in (0.0, 0.02)
     ]
-    market = prepare_market(base)
+    market = market_for(base)
     runner = BatchRunner(base, market)
     for res, cfg in zip(runner.run(cfgs), cfgs, strict=True):
         same_result(res, run_backtest(cfg, market=market))

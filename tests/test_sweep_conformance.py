@@ -33,8 +33,9 @@ from volbacktest.engine.execution.vectorised import (
     fast_backtest,
     simulate,
 )
+from volbacktest.engine.inputs import market as market_mod
 from volbacktest.engine.inputs.config import load_config
-from volbacktest.engine.run.runner import prepare_market, run_backtest
+from volbacktest.engine.run.runner import run_backtest
 
 REPO = Path(__file__).resolve().parents[1]
 FRACTIONAL_RTOL = 1e-9  # issue 7: equity to 1e-9 relative with fractional sizing
@@ -55,7 +56,7 @@ _MARKETS: dict = {}
 def market_for(cfg):
     key = (cfg.strategy.name, cfg.execution.fill == "next_open")
     if key not in _MARKETS:
-        _MARKETS[key] = prepare_market(cfg)
+        _MARKETS[key] = market_mod.market_for(cfg)
     return _MARKETS[key]
 
 
@@ -110,7 +111,7 @@ def test_fast_path_equals_event_driven_on_real_data(shared_data, monkeypatch, pa
     for c in (cfg, with_costs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # data-quality notes of the real files
-            market = prepare_market(c)
+            market = market_mod.market_for(c)
         ev, fast = run_both(c, market)
         rtol = INTEGER_LOT_RTOL if c.execution.sizing == "integer" else FRACTIONAL_RTOL
         assert_agree(ev, fast, rtol)

@@ -7,7 +7,7 @@ preloads them once, and runs a batch of ``TargetWeightStrategy`` instances side 
 bar loop (backtrader's own optimisation path, ``runstrategies(predata=True)``). The one change:
 each strategy trades through its own ``BackBroker``, configured as ``run_backtest`` configures
 its broker, so the strategies cannot see each other's cash, orders or positions. Each result is
-then collected by the runner's own ledger (``engine.runner._collect``).
+then collected by the same ledger (``execution.eventdriven.collect``).
 
 Nothing numerical is re-implemented: decisions, sizing, broker arithmetic and ledger are the
 engine's. ``tests/test_sweep_pool.py`` checks that every result is identical to
@@ -17,32 +17,23 @@ integer lots and daily rebalancing, and across consecutive batches on the same r
 
 from __future__ import annotations
 
-import json
-import warnings
 from collections.abc import Sequence
 
 import backtrader as bt
 from backtrader import indicator, linebuffer
 
-from volbacktest.engine.errors import LookAheadWarning
 from volbacktest.engine.execution.bt import TargetWeightStrategy
+from volbacktest.engine.execution.eventdriven import (
+    add_feeds,
+    collect,
+    configure_broker,
+    new_cerebro,
+    run_key,
+    warn_if_look_ahead,
+)
+from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig
 from volbacktest.engine.inputs.market import Market
-from volbacktest.engine.run.runner import BacktestResult, _collect, add_feeds, configure_broker
-
-
-def batch_key(cfg: BacktestConfig) -> str:
-    """Configs with the same key can share one runner (same feeds, same broker settings)."""
-    plan = cfg.plan
-    return json.dumps(
-        {
-            "data": cfg.data.model_dump(mode="json"),
-            "execution": cfg.execution.model_dump(mode="json"),
-            "assets": list(plan.assets()),
-            "inputs": list(plan.inputs()),
-        },
-        sort_keys=True,
-    )
 
 
 class OwnBrokerStrategy(TargetWeightStrategy):
@@ -75,16 +66,9 @@ class BatchRunner:
     """Feeds of one market preloaded once; :meth:`run` executes configs sharing its key."""
 
     def __init__(self, cfg: BacktestConfig, market: Market):
-        self.key = batch_key(cfg)
+        self.key = run_key(cfg)
         self.market = market
-        ex = cfg.execution
-        cerebro = MultiBrokerCerebro(
-            stdstats=False,
-            runonce=True,
-            preload=True,
-            cheat_on_open=ex.fill == "next_open",
-            quicknotify=True,
-        )
+        cerebro = new_cerebro(cfg.execution, MultiBrokerCerebro)
         add_feeds(cerebro, cfg, market)
         # what Cerebro.run() prepares before running strategies, then the one preload
         cerebro._event_stop = False
@@ -104,18 +88,11 @@ class BatchRunner:
     def run(self, cfgs: Sequence[BacktestConfig]) -> list[BacktestResult]:
         """Results of ``cfgs`` (all with this runner's key), each equal to ``run_backtest``."""
         for cfg in cfgs:
-            if batch_key(cfg) != self.key:
+            if run_key(cfg) != self.key:
                 raise ValueError(
                     f"config {cfg.name!r} needs other feeds or broker settings than this runner"
                 )
-            if cfg.execution.look_ahead:
-                warnings.warn(
-                    LookAheadWarning(
-                        f"{cfg.name}: execution.fill same_close trades on the close the signal "
-                        "observed (look-ahead on daily data); results are labelled"
-                    ),
-                    stacklevel=2,
-                )
+            warn_if_look_ahead(cfg)
         cerebro = self._cerebro
         objcache = cerebro.p.objcache
         linebuffer.LineActions.cleancache()
@@ -129,11 +106,10 @@ class BatchRunner:
                 {
                     "plan": cfg.plan,
                     "execution": cfg.execution,
-                    "data_cfg": cfg.data,
                     "own_broker": configure_broker(bt.brokers.BackBroker(), cfg.execution),
                 },
             )
             for cfg in cfgs
         ]
         strats = cerebro.runstrategies(specs, predata=True)
-        return [_collect(cfg, self.market, s) for cfg, s in zip(cfgs, strats, strict=True)]
+        return [collect(cfg, self.market, s) for cfg, s in zip(cfgs, strats, strict=True)]

@@ -1,7 +1,7 @@
 """backtrader adapters: a numpy-backed feed, the target-weights indicator and the executor.
 
 These classes only move data and orders; the numbers come from the strategy's pure decision
-function (``strategies``) and the pure sizing rule (``engine.execution``).
+function (``strategies``) and the pure sizing rule (``engine.execution.sizing``).
 
 Fill modes (``ExecutionConfig.fill``), for a decision computed on bar t's close:
 
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from volbacktest.engine.errors import ExecutionWarning
-from volbacktest.engine.execution.sizing import CostModel, order_sizes
+from volbacktest.engine.execution.sizing import CostModel, order_sizes, rebalance_orders
 from volbacktest.engine.inputs.chainseries import ChainContext, ChainSeriesSpec, parse_input
 
 log = logging.getLogger(__name__)
@@ -146,28 +146,6 @@ class TargetWeights(bt.Indicator):
             self.lines[j].array[start:end] = array.array("d", col)
 
 
-def _order_legs(delta: np.ndarray, holdings: np.ndarray) -> list[tuple[int, float]]:
-    """Orders for one rebalance as (asset index, signed size), sells before buys.
-
-    A trade that crosses zero (short to long or long to short) is sent as two orders, one that
-    closes the position exactly and one that opens the new one: backtrader splits a crossing
-    order into close + open whose sizes need not add up to the order's size in floating point,
-    and the last sliver (~1e-13 shares) would otherwise fill a bar later."""
-    tiny = 1e-12 * max(1.0, float(np.abs(holdings).max(initial=0.0)))
-    legs: list[tuple[int, float]] = []
-    for j, (d, h) in enumerate(zip(delta, holdings, strict=True)):
-        d, h = float(d), float(h)
-        if abs(d) <= tiny:
-            continue
-        after = h + d
-        if h != 0.0 and after != 0.0 and (h > 0) != (after > 0):
-            legs.append((j, -h))
-            legs.append((j, after))
-        else:
-            legs.append((j, d))
-    return sorted(legs, key=lambda leg: leg[1] > 0)  # stable: sells (and short opens) first
-
-
 class PercentPerShareCommission(bt.CommInfoBase):
     """Stock-like commission: ``|size| × (price × percent + per_share)``."""
 
@@ -189,7 +167,7 @@ class TargetWeightStrategy(bt.Strategy):
     tracked until the broker reports them; no order is overwritten or resubmitted within a bar.
     """
 
-    params = (("plan", None), ("execution", None), ("data_cfg", None))
+    params = (("plan", None), ("execution", None))
 
     def __init__(self):
         plan = self.p.plan
@@ -207,8 +185,8 @@ class TargetWeightStrategy(bt.Strategy):
                 inputs.append(signals.line_of(n))
         self.target = TargetWeights(*inputs, plan=plan, input_names=plan.inputs())
         self._wlines = [self.target.lines[j] for j in range(len(self.assets))]
-        self._lag = 0 if ex.fill == "same_close" else 1
-        self._costs = CostModel(ex.commission.percent, ex.commission.per_share, ex.slippage.percent)
+        self._lag = ex.fill.lag
+        self._costs = CostModel.of(ex)
         self._lot = ex.lot_size if ex.sizing == "integer" else None
         self._last_target = None
         self.pending: dict[int, bt.Order] = {}
@@ -234,11 +212,11 @@ class TargetWeightStrategy(bt.Strategy):
 
     # -- hooks -------------------------------------------------------------------------------
     def next_open(self):
-        if self.p.execution.fill == "next_open":
+        if self.p.execution.fill.uses_open:
             self._traded_at_open = self._rebalance(use_open=True)
 
     def next(self):
-        if self.p.execution.fill != "next_open":
+        if not self.p.execution.fill.uses_open:
             self._rebalance(use_open=False)
         elif self._traded_at_open:  # mark the close after an open fill, for the ledger check
             self._traded_at_open = False
@@ -308,7 +286,7 @@ class TargetWeightStrategy(bt.Strategy):
             integer_lot=self._lot,
             max_gross_leverage=self.p.execution.max_gross_leverage,
         )
-        for j, size in _order_legs(delta, holdings):
+        for j, size in rebalance_orders(delta, holdings):
             order = (self.buy if size > 0 else self.sell)(
                 data=self.assets[j], size=abs(size), exectype=bt.Order.Market
             )

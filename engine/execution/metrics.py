@@ -9,6 +9,19 @@ import numpy as np
 import pandas as pd
 
 TRADING_DAYS_PER_YEAR = 252
+# The headline metrics of a run (tables, rankings, comparison reports).
+SUMMARY_METRICS = (
+    "cagr",
+    "annual_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "total_return",
+    "turnover",
+    "trades",
+    "exposure",
+)
 
 
 def finite_or_none(x) -> float | None:
@@ -66,3 +79,12 @@ def performance_metrics(
         }
     )
     return out
+
+
+def rolling_sharpe(returns: pd.Series, window: int = 126) -> pd.Series:
+    """Annualised Sharpe ratio over a trailing window of daily returns (rf = 0)."""
+    mean = returns.rolling(window).mean()
+    std = returns.rolling(window).std(ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = mean / std * math.sqrt(TRADING_DAYS_PER_YEAR)
+    return out.replace([np.inf, -np.inf], np.nan)

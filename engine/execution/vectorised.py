@@ -1,11 +1,10 @@
 """The vectorised fast path: one array simulation over a whole parameter grid.
 
-It reproduces ``engine.runner.run_backtest`` (backtrader + ``engine.bt.TargetWeightStrategy``)
-fill for fill, from the same pure pieces: the strategy's decision function
-(``StrategySpec.weights``), the one sizing rule (``engine.execution.order_sizes``, replicated here
-over many runs at once with the same floating-point operations in the same order) and the
-ledger the runner rebuilds from fills. What backtrader adds is replicated too, because exact
-agreement depends on it:
+It reproduces ``run.runner.run_backtest`` (backtrader + ``execution.bt.TargetWeightStrategy``)
+fill for fill, from the same pieces: the strategy's decision function (``StrategySpec.weights``),
+the one sizing rule (``execution.sizing.order_sizes`` and ``order_legs``, called here for many
+runs at once) and the ledger the event-driven executor rebuilds from fills. What backtrader adds
+is replicated too, because exact agreement depends on it:
 
 * **Timing.** The decision of row ``r`` acts on bar ``r + lag`` (lag 1 for ``next_close`` and
   ``next_open``, 0 for ``same_close``). Close fills are cheat-on-close orders that backtrader
@@ -37,14 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from volbacktest.engine.execution.metrics import performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
-from volbacktest.engine.execution.sizing import CASH_SAFETY
+from volbacktest.engine.execution.sizing import CostModel, order_legs, order_sizes
 from volbacktest.engine.inputs.config import BacktestConfig, ExecutionConfig
-from volbacktest.engine.inputs.market import Market
-
-# An order smaller than this fraction of the largest holding (or of one share) is not sent:
-# engine.bt.TargetWeightStrategy._rebalance uses the same threshold.
-DUST_FRACTION = 1e-12
+from volbacktest.engine.inputs.market import Market, market_for
 
 
 # --------------------------------------------------------------------------- inputs
@@ -62,7 +58,7 @@ class MarketArrays:
     def from_market(cls, market: Market, plan) -> MarketArrays:
         """Arrays for ``plan`` (a ``DecisionPlan``: anything with ``assets()``/``inputs()``).
         Chain-derived inputs (``column@chain``) are in the market already, computed as the
-        backtest's chain indicator computes them (``engine.chainseries.series_on_calendar``)."""
+        backtest's chain indicator computes them (``inputs.chainseries.series_on_calendar``)."""
         assets = tuple(plan.assets())
         names = tuple(dict.fromkeys(plan.inputs()))
         missing = [n for n in (*assets, *names) if n not in market.frames]
@@ -81,7 +77,7 @@ class MarketArrays:
 
 def decision_stack(plans: Sequence, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
     """Target weights of every decision plan (``cfg.plan``: the strategy's decision function
-    and its filters, exactly what ``engine.bt.TargetWeights`` evaluates), shape
+    and its filters, exactly what ``engine.execution.bt.TargetWeights`` evaluates), shape
     ``(n_runs, n_bars, n_assets)``."""
     if not plans:
         raise ValueError("no decision plans to evaluate")
@@ -118,7 +114,7 @@ class GridSimulation:
     returns: np.ndarray  # (n_bars, n_runs); bar 0 relative to the initial cash
     gross_exposure: np.ndarray  # (n_bars, n_runs): Σ |shares × close|
     fills: Fills
-    rebalances: np.ndarray  # (n_runs,) decisions acted on (as engine.bt counts them)
+    rebalances: np.ndarray  # (n_runs,) decisions acted on (as engine.execution.bt counts them)
     rejected: np.ndarray  # (n_runs,) opening legs the broker would reject for lack of cash
     unfilled_at_end: np.ndarray  # (n_runs,) a close-fill target decided for the final close
     holdings: np.ndarray | None = None  # (n_bars, n_runs, n_assets) when asked for
@@ -172,26 +168,6 @@ def _pack(run: np.ndarray, values: Sequence[np.ndarray], n_runs: int):
 
 
 # --------------------------------------------------------------------------- exact pieces
-def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``float(a[j] @ b[j])`` for every row, bit for bit (BLAS may fuse multiply-adds, so rows
-    with more than one non-zero product go through ``np.dot`` itself)."""
-    prod = a * b
-    out = prod.sum(axis=1)
-    multi = np.flatnonzero(np.count_nonzero(prod, axis=1) > 1)
-    for j in multi:
-        out[j] = float(a[j] @ b[j])
-    return out
-
-
-def _subset_sum(terms: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``terms[j][mask[j]].sum()`` for every row with numpy's own association order (masked
-    zeros are exact while at most two terms are summed; longer rows are summed as numpy does)."""
-    out = np.where(mask, terms, 0.0).sum(axis=1)
-    for j in np.flatnonzero(mask.sum(axis=1) > 2):
-        out[j] = terms[j][mask[j]].sum()
-    return out
-
-
 def _position_update(old, avg, size, price):
     """backtrader ``Position.update`` over arrays: (new size, new price, opened, closed)."""
     new = old + size
@@ -289,68 +265,39 @@ def _execute(book: _Book, rows, asset, size, base_price, bars, ex: ExecutionConf
 
 
 def _rebalance_step(book, rows, weights, prices, bars, ex: ExecutionConfig, log) -> np.ndarray:
-    """``engine.execution.order_sizes`` for many runs at once, then the broker executions."""
-    costs_pct = ex.commission.percent
-    per_share = ex.commission.per_share
-    slip = ex.slippage.percent
-    lot = ex.lot_size if ex.sizing == "integer" else None
-    cap = ex.max_gross_leverage
-
-    w = weights
-    gross = np.abs(w).sum(axis=1)
-    over = gross > cap
-    if over.any():
-        w = np.where(over[:, None], w * (cap / np.where(over, gross, 1.0))[:, None], w)
-    n = book.shares[rows]
-    cash = book.cash[rows]
-    equity = cash + _row_dot(n, prices)
-    target = w * equity[:, None] / prices
-    delta = target - n
-    if lot:
-        delta = np.trunc(delta / lot) * lot
-    buys = delta > 0
-    any_buy = buys.any(axis=1)
-    if any_buy.any():
-        sell_fill = prices * (1.0 - slip)
-        sell_pps = sell_fill * (1.0 - costs_pct) - per_share
-        buy_fill = prices * (1.0 + slip)
-        buy_cps = buy_fill * (1.0 + costs_pct) + per_share
-        cash_after_sells = cash + _subset_sum(-delta * sell_pps, ~buys)
-        buy_cost = _subset_sum(delta * buy_cps, buys)
-        squeeze = any_buy & (buy_cost > cash_after_sells * CASH_SAFETY)
-        if squeeze.any():
-            with np.errstate(divide="ignore", invalid="ignore"):
-                scale = np.maximum(cash_after_sells, 0.0) * CASH_SAFETY / buy_cost
-            scaled = delta * scale[:, None]
-            if lot:
-                scaled = np.floor(scaled / lot) * lot
-            delta = np.where(squeeze[:, None] & buys, scaled, delta)
-    tiny = DUST_FRACTION * np.maximum(1.0, np.abs(n).max(axis=1, initial=0.0))
-    send = np.abs(delta) > tiny[:, None]
-    return _send_orders(book, rows, n, delta, send, prices, bars, ex, log)
+    """The one sizing rule (``execution.sizing.order_sizes``) for many runs at once, then the
+    broker executions."""
+    held = book.shares[rows]
+    delta = order_sizes(
+        weights,
+        held,
+        book.cash[rows],
+        prices,
+        CostModel.of(ex),
+        integer_lot=ex.lot_size if ex.sizing == "integer" else None,
+        max_gross_leverage=ex.max_gross_leverage,
+    )
+    return _send_orders(book, rows, held, delta, prices, bars, ex, log)
 
 
-def _send_orders(book, rows, held_before, delta, send, prices, bars, ex, log) -> np.ndarray:
-    """Execute one rebalance's orders in the executor's order: sells (and zero deltas) first,
-    then buys, in asset order. A trade crossing zero goes out as two orders, close then open,
-    exactly as the event-driven executor sends it (``engine.bt._order_legs``)."""
+def _send_orders(book, rows, held_before, delta, prices, bars, ex, log) -> np.ndarray:
+    """Execute one rebalance's orders in the executor's order (``sizing.rebalance_orders``):
+    sells first, then buys, in asset order; a trade crossing zero goes out as two legs, close
+    then open (``sizing.order_legs``)."""
     rejected = np.zeros(len(rows), dtype=np.int64)
     for phase_buy in (False, True):
         for j in range(delta.shape[1]):
-            sel = np.flatnonzero(send[:, j] & ((delta[:, j] > 0) == phase_buy))
+            sel = np.flatnonzero((delta[:, j] != 0.0) & ((delta[:, j] > 0) == phase_buy))
             if not len(sel):
                 continue
-            held, d = held_before[sel, j], delta[sel, j]
-            after = held + d
-            cross = (held != 0.0) & (after != 0.0) & ((held > 0) != (after > 0))
-            legs = [(sel[~cross], d[~cross])]
-            if cross.any():
-                legs += [(sel[cross], -held[cross]), (sel[cross], after[cross])]
-            for idx, size in legs:
-                if len(idx):
-                    rejected[idx] += _execute(
-                        book, rows[idx], j, size, prices[idx, j], bars[idx], ex, log
-                    )
+            first, second = order_legs(held_before[sel, j], delta[sel, j])
+            rejected[sel] += _execute(book, rows[sel], j, first, prices[sel, j], bars[sel], ex, log)
+            two = np.flatnonzero(second != 0.0)
+            if len(two):
+                idx = sel[two]
+                rejected[idx] += _execute(
+                    book, rows[idx], j, second[two], prices[idx, j], bars[idx], ex, log
+                )
     return rejected
 
 
@@ -374,8 +321,8 @@ def simulate(
             f"{arrays.close.shape}"
         )
     ex = execution
-    next_open = ex.fill == "next_open"
-    lag = 0 if ex.fill == "same_close" else 1
+    next_open = ex.fill.uses_open
+    lag = ex.fill.lag
     fill_prices = arrays.open if next_open else arrays.close
     last_fill_bar = n_bars - 1 if next_open else n_bars - 2
 
@@ -391,7 +338,7 @@ def simulate(
     bar_idx = row_idx + lag
     live = bar_idx <= last_fill_bar
     rebalances = np.bincount(run_idx[live], minlength=n_runs)
-    # a close-fill target decided for the last bar is reported, not traded (engine.bt)
+    # a close-fill target decided for the last bar is reported, not traded (engine.execution.bt)
     unfilled = np.zeros(n_runs, dtype=bool)
     unfilled[run_idx[bar_idx == n_bars - 1]] = not next_open
     counts, (ev_row, ev_bar) = _pack(run_idx[live], [row_idx[live], bar_idx[live]], n_runs)
@@ -431,7 +378,7 @@ def simulate(
 
 
 def _ledger(fills: Fills, closes: np.ndarray, n_runs: int, initial_cash: float, keep: bool):
-    """Equity rebuilt from fills as ``engine.runner`` does: cash = initial + Σ flows to date,
+    """Equity rebuilt from fills as ``engine.run.runner`` does: cash = initial + Σ flows to date,
     plus shares held at each close. Arrays are ``(n_runs, n_bars)``."""
     n_bars, k = closes.shape
     flow = np.zeros((n_runs, n_bars))
@@ -465,8 +412,6 @@ def result_from_weights(
 ):
     """A full ``BacktestResult`` (ledger, positions, transactions, metrics) of one weights
     matrix ``(n_bars, n_assets)`` simulated with ``cfg.execution`` on ``market``."""
-    from volbacktest.engine.execution.metrics import performance_metrics
-
     plan = cfg.plan
     arrays = MarketArrays.from_market(market, plan)
     sim = simulate(weights[None], arrays, cfg.execution, keep_holdings=True)
@@ -525,9 +470,7 @@ def result_from_weights(
 def fast_backtest(cfg: BacktestConfig, market: Market | None = None):
     """``run_backtest`` through the vectorised simulator (same result, no backtrader)."""
     if market is None:
-        from volbacktest.engine.run.runner import prepare_market
-
-        market = prepare_market(cfg)
+        market = market_for(cfg)
     arrays = MarketArrays.from_market(market, cfg.plan)
     weights = cfg.plan.weights(arrays.inputs)
     return result_from_weights(cfg, market, weights)

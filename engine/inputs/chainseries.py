@@ -9,7 +9,7 @@ An input name of the form ``"<column>@<chain dataset>"`` (e.g. ``"ivix30@etf50_o
 * :data:`SERIES`: a column name → the :class:`ChainSeriesSpec` computing it.
 
 ``spec.compute(chain, context)`` is a pure, vectorised function over a whole chain history
-returning a frame indexed by trade date. The backtrader ``ChainIndicator`` (``engine.bt_options``)
+returning a frame indexed by trade date. The backtrader ``ChainIndicator`` (``engine.execution.bt``)
 calls the same function over the whole chain (runonce) or over the last ``lookback_days`` + 1
 dates (next), so both modes agree, and the market builder calls it once to give the decision
 function the identical series.
@@ -17,14 +17,17 @@ function the identical series.
 
 from __future__ import annotations
 
-import functools
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from volbacktest.data.catalogue import SearchRoots, roots_for
+from volbacktest.engine.caches import CACHES
 from volbacktest.engine.errors import ConfigError
 
 
@@ -95,8 +98,6 @@ def parse_input(name: str) -> tuple[ChainSeriesSpec, str, ChainDatasetSpec]:
 def _ensure_registered() -> None:
     """Import the modules that register chain datasets and series (explicit, not at import of
     this module, to keep the calculators' heavy imports lazy)."""
-    import importlib
-
     for module in REGISTERING_MODULES:
         importlib.import_module(module)
 
@@ -120,23 +121,17 @@ def load_chain(chain: str, data_cfg) -> tuple[pd.DataFrame, ChainContext]:
             )
         syn = data_cfg.synthetic
         return _cached_synthetic(chain, syn.seed, str(syn.start), str(syn.end))
-    from volbacktest.engine.inputs.market import data_roots
-
-    roots = tuple(str(r) for r in data_roots(data_cfg))
+    roots = tuple(str(r) for r in roots_for(data_cfg.root))
     return _cached_shared(chain, roots)
 
 
-@functools.lru_cache(maxsize=8)
+@CACHES.memo("inputs.chainseries.synthetic_chains", maxsize=8)
 def _cached_synthetic(chain: str, seed: int, start: str, end: str):
     return CHAIN_DATASETS[chain].load_synthetic(seed, start, end)
 
 
-@functools.lru_cache(maxsize=8)
+@CACHES.memo("inputs.chainseries.shared_chains", maxsize=8)
 def _cached_shared(chain: str, roots: tuple[str, ...]):
-    from pathlib import Path
-
-    from volbacktest.data.catalogue import SearchRoots
-
     paths = [Path(r) for r in roots]
     return CHAIN_DATASETS[chain].load_shared(SearchRoots(paths, [("root", p) for p in paths]))
 
@@ -144,7 +139,7 @@ def _cached_shared(chain: str, roots: tuple[str, ...]):
 def series_on_calendar(name: str, calendar: pd.DatetimeIndex, data_cfg) -> pd.Series:
     """What a strategy sees for the chain input ``name`` on ``calendar``: the series computed over
     the chain rows from the calendar's first to its last date (exactly what
-    ``engine.bt_options.ChainIndicator.once`` computes from its feed), on the calendar, with no
+    ``engine.execution.bt.ChainIndicator.once`` computes from its feed), on the calendar, with no
     carrying forward (a date without a value stays NaN; the calculator's status says why).
 
     The market builder, the backtrader indicator and the vectorised executor therefore all see
@@ -160,4 +155,4 @@ def series_on_calendar(name: str, calendar: pd.DatetimeIndex, data_cfg) -> pd.Se
     return _SERIES_CACHE[key][column].reindex(calendar)
 
 
-_SERIES_CACHE: dict[tuple, pd.DataFrame] = {}
+_SERIES_CACHE: dict[tuple, pd.DataFrame] = CACHES.mapping("inputs.chainseries.series")

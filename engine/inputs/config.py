@@ -3,6 +3,11 @@
 ``load_config(path)`` returns a :class:`BacktestConfig` or raises :class:`ConfigError` with one
 message that names the file, the key path, the bad value, what is wrong and the valid choices
 (did-you-mean for misspelt keys and strategy names). Nothing unvalidated reaches backtrader.
+
+``strategy.name`` is looked up in the registry (``volbacktest.strategies``), unless the config is
+built with a strategy of the user's own (``config_from_mapping(raw, strategy=spec)``): the config
+then carries that :class:`~volbacktest.strategies.base.StrategySpec` privately (never in the
+registry), validates ``strategy.params`` against its model and keeps it in ``with_overrides``.
 """
 
 from __future__ import annotations
@@ -10,15 +15,19 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from volbacktest import strategies
-from volbacktest.engine.errors import ConfigError
-from volbacktest.strategies.base import StrategyParams
+from volbacktest.engine.errors import ConfigError, LookAheadWarning
+from volbacktest.engine.inputs.chainseries import is_chain_input, parse_input
+from volbacktest.engine.inputs.decision import DecisionPlan
+from volbacktest.engine.inputs.filters import get_filter
+from volbacktest.strategies.base import StrategyParams, StrategySpec
 
 
 class _Model(BaseModel):
@@ -36,12 +45,46 @@ class SlippageConfig(_Model):
     percent: float = Field(0.0, ge=0.0, lt=0.1, description="fill price moved against the order")
 
 
-FillMode = Literal["next_close", "next_open", "same_close"]
+class FillMode(StrEnum):
+    """When a decision computed on bar t's close is filled (``execution.fill``).
+
+    ``lag``: bars between the decision and its fill (1, or 0 for ``same_close``);
+    ``uses_open``: fills at the open (backtrader's cheat-on-open) instead of a close
+    (cheat-on-close); ``look_ahead``: trades the close the decision observed.
+    """
+
+    NEXT_CLOSE = "next_close"
+    NEXT_OPEN = "next_open"
+    SAME_CLOSE = "same_close"
+
+    @property
+    def lag(self) -> int:
+        return 0 if self is FillMode.SAME_CLOSE else 1
+
+    @property
+    def uses_open(self) -> bool:
+        return self is FillMode.NEXT_OPEN
+
+    @property
+    def look_ahead(self) -> bool:
+        return self is FillMode.SAME_CLOSE
+
+    def label(self) -> str:
+        """How outputs name the mode (look-ahead spelled out)."""
+        if self.look_ahead:
+            return "same_close (LOOK-AHEAD: trades the close it observes)"
+        return self.value
+
+    def look_ahead_warning(self, run: str) -> LookAheadWarning:
+        return LookAheadWarning(
+            f"{run}: execution.fill same_close trades on the close the signal observed "
+            "(look-ahead on daily data); results are labelled"
+        )
 
 
 class ExecutionConfig(_Model):
     fill: FillMode = Field(
-        "next_close",
+        FillMode.NEXT_CLOSE,
         description="when a signal computed on bar t's close is filled: at bar t+1's close "
         "(default), at bar t+1's open, or at bar t's own close (look-ahead on daily closes)",
     )
@@ -57,14 +100,10 @@ class ExecutionConfig(_Model):
 
     @property
     def look_ahead(self) -> bool:
-        return self.fill == "same_close"
+        return self.fill.look_ahead
 
     def fill_label(self) -> str:
-        return (
-            "same_close (LOOK-AHEAD: trades the close it observes)"
-            if self.look_ahead
-            else self.fill
-        )
+        return self.fill.label()
 
 
 class SyntheticConfig(_Model):
@@ -120,6 +159,10 @@ class ReportConfig(_Model):
 
 
 class BacktestConfig(_Model):
+    """One validated, frozen backtest config (the YAML's layout): ``name``, ``strategy``,
+    ``filters``, ``data``, ``execution``, ``report``. Build it with :func:`load_config` or
+    :func:`config_from_mapping`; ``with_overrides`` makes validated copies."""
+
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     strategy: StrategyConfig
     filters: tuple[FilterConfig, ...] = ()
@@ -127,14 +170,22 @@ class BacktestConfig(_Model):
     execution: ExecutionConfig = ExecutionConfig()
     report: ReportConfig = ReportConfig()
     source_file: Path | None = Field(None, exclude=True)
+    # a strategy of the user's own, not in the registry (set by config_from_mapping(strategy=))
+    _user_strategy: StrategySpec | None = PrivateAttr(None)
 
     @property
-    def spec(self):
-        return strategies.get(self.strategy.name)
+    def spec(self) -> StrategySpec:
+        """The strategy run: the user's own when the config carries one, else the registry's."""
+        return _strategy_spec(self.strategy, self._user_strategy)
+
+    @property
+    def user_strategy(self) -> StrategySpec | None:
+        """The user's strategy this config was built with (None: a registered strategy)."""
+        return self._user_strategy
 
     @property
     def params(self) -> StrategyParams:
-        return _strategy_params(self.strategy)
+        return _strategy_params(self.strategy, self._user_strategy)
 
     @property
     def filter_params(self) -> tuple:
@@ -143,8 +194,6 @@ class BacktestConfig(_Model):
     @property
     def plan(self):
         """The strategy's decision with its filters (what the executors evaluate)."""
-        from volbacktest.engine.inputs.decision import DecisionPlan
-
         return DecisionPlan(self.spec, self.params, self.filter_params)
 
     def resolved(self) -> dict:
@@ -166,16 +215,18 @@ class BacktestConfig(_Model):
             for k in keys[:-1]:
                 node = node.setdefault(k, {})
             node[keys[-1]] = value
-        return config_from_mapping(raw, source=self.source_file)
+        return config_from_mapping(raw, source=self.source_file, strategy=self._user_strategy)
 
 
-def _strategy_params(sc: StrategyConfig) -> StrategyParams:
-    return strategies.get(sc.name).make_params(sc.params)
+def _strategy_spec(sc: StrategyConfig, user: StrategySpec | None = None) -> StrategySpec:
+    return user if user is not None else strategies.get(sc.name)
+
+
+def _strategy_params(sc: StrategyConfig, user: StrategySpec | None = None) -> StrategyParams:
+    return _strategy_spec(sc, user).make_params(sc.params)
 
 
 def _filter_params(fc: FilterConfig):
-    from volbacktest.engine.inputs.filters import get_filter
-
     values = {k: v for k, v in (fc.model_extra or {}).items()}
     return get_filter(fc.type).params_model(**values)
 
@@ -212,7 +263,7 @@ def _describe_error(err: dict, root_model: type[BaseModel], prefix: tuple) -> st
         return f"{path}: unknown key {loc[-1]!r}{hint}; valid keys: {', '.join(valid)}"
     if kind == "missing":
         return f"{path}: required key is missing"
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):
         expected = err.get("ctx", {}).get("expected", "")
         close = difflib.get_close_matches(
             str(value), [e.strip(" '") for e in expected.replace(" or ", ",").split(",")], n=1
@@ -232,28 +283,63 @@ def _raise_validation(exc: ValidationError, model, source, prefix=()) -> None:
     raise ConfigError(f"{where}{len(lines)} problems:\n  " + "\n  ".join(lines)) from None
 
 
-def config_from_mapping(raw: Mapping, source: Path | str | None = None) -> BacktestConfig:
-    """Validate a mapping (already parsed YAML) into a :class:`BacktestConfig`."""
+def _with_strategy_name(raw: dict, user: StrategySpec | None, where: str) -> dict:
+    """A config for a user's strategy may leave out ``strategy`` or ``strategy.name``."""
+    if user is None:
+        return raw
+    if not isinstance(user, StrategySpec):
+        raise ConfigError(
+            f"{where}strategy=: expected a StrategySpec (from @volbacktest.strategy), got "
+            f"{type(user).__name__}"
+        )
+    section = raw.get("strategy")
+    if section is None:
+        raw["strategy"] = {"name": user.name}
+    elif isinstance(section, Mapping) and "name" not in section:
+        raw["strategy"] = {"name": user.name, **section}
+    return raw
+
+
+def _attach_strategy(cfg: BacktestConfig, user: StrategySpec | None, where: str) -> StrategySpec:
+    """The config's strategy: the user's (attached to ``cfg``; ``strategy.name`` must name it)
+    or the registry's (an unknown name raises with the valid names)."""
+    if user is not None:
+        if cfg.strategy.name != user.name:
+            raise ConfigError(
+                f"{where}strategy.name: {cfg.strategy.name!r} is not the strategy given "
+                f"({user.name!r}); name it {user.name!r} or leave strategy.name out"
+            )
+        cfg._user_strategy = user
+    try:
+        return cfg.spec
+    except ConfigError as exc:
+        raise ConfigError(f"{where}strategy.name: {exc}") from None
+
+
+def config_from_mapping(
+    raw: Mapping, source: Path | str | None = None, *, strategy: StrategySpec | None = None
+) -> BacktestConfig:
+    """Validate a mapping (already parsed YAML) into a :class:`BacktestConfig`.
+
+    ``strategy``: a strategy of the user's own (a :class:`StrategySpec` not in the registry) for
+    this config only; ``strategy.name`` must be its name (filled in when absent) and
+    ``strategy.params`` is validated against its parameter model.
+    """
     where = f"{source}: " if source else ""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}the file must hold a mapping of keys (got {type(raw).__name__})")
-    raw = dict(raw)
+    raw = _with_strategy_name(dict(raw), strategy, where)
     if source is not None and "name" not in raw:
         raw["name"] = Path(str(source)).stem
     try:
         cfg = BacktestConfig(**raw, source_file=Path(source) if source else None)
     except ValidationError as exc:
         _raise_validation(exc, BacktestConfig, source)
-    try:
-        spec = strategies.get(cfg.strategy.name)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}strategy.name: {exc}") from None
+    spec = _attach_strategy(cfg, strategy, where)
     try:
         spec.make_params(cfg.strategy.params)
     except ValidationError as exc:
         _raise_validation(exc, spec.params_model, source, prefix=("strategy", "params"))
-    from volbacktest.engine.inputs.filters import get_filter
-
     for i, fc in enumerate(cfg.filters):
         try:
             model = get_filter(fc.type).params_model
@@ -263,7 +349,32 @@ def config_from_mapping(raw: Mapping, source: Path | str | None = None) -> Backt
             _filter_params(fc)
         except ValidationError as exc:
             _raise_validation(exc, model, source, prefix=("filters", i))
+    _check_chain_inputs(cfg, where)
     return cfg
+
+
+def _check_chain_inputs(cfg: BacktestConfig, where: str) -> None:
+    """A series computed from an option chain (``column@chain``) reaches the decision through
+    the option-chain feed of the chain's traded underlying: the chain must exist and its
+    underlying must be one of the strategy's assets."""
+    assets = tuple(cfg.params.assets())
+    origins = [("strategy.params", n) for n in cfg.params.inputs()]
+    origins += [(f"filters.{i}", f.series()) for i, f in enumerate(cfg.filter_params)]
+    for key, name in origins:
+        if not is_chain_input(name):
+            continue
+        try:
+            _, _, chain = parse_input(name)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}{key}: {exc}") from None
+        if chain.underlying not in assets:
+            trades = " and ".join(repr(a) for a in assets)
+            raise ConfigError(
+                f"{where}{key}: {name} is read through the option-chain feed of its "
+                f"underlying: chain {chain.name!r} has underlying {chain.underlying!r} but the "
+                f"strategy trades {trades}; trade {chain.underlying!r} (as ivix_timing does) or "
+                f"use a chain on {trades}"
+            )
 
 
 def read_yaml(path: str | Path, kind: str = "config", example: str = "configs/vratio.yaml"):

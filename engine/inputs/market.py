@@ -7,32 +7,47 @@
   used) for at most ``data.ffill_limit`` bars; anything older stays NaN, which the strategies
   treat as "no new information". Dates a signal has but the calendar lacks (e.g. VIX prints on
   US holidays) are dropped. Counts of both are reported in ``Market.notes``.
+
+Datasets come from the config's source (the embedded market, built only for the names the config
+uses, or the catalogue's real files) or from the user's own frames (:meth:`Market.from_frames`,
+``market_for(cfg, frames=...)``), which are checked as files are (``data.frames.user_frame``).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from volbacktest.data.catalogue import dataset_spec, load_dataset, resolve_files, roots_for
+from volbacktest.data.embedded import GENERATOR_OF, GENERATORS, embedded_frames, embedded_names
+from volbacktest.data.frames import user_frame
+from volbacktest.engine.caches import CACHES
 from volbacktest.engine.errors import ConfigError, DataError, DataQualityWarning
 from volbacktest.engine.inputs.chainseries import is_chain_input, series_on_calendar
-from volbacktest.engine.inputs.config import DataConfig
+from volbacktest.engine.inputs.config import BacktestConfig, DataConfig
 
 log = logging.getLogger(__name__)
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 # data.etns: simulated reads these reconstructions (from VIX futures) in place of the real ETNs
 SIMULATED_ETNS = {"xiv": "xiv_sim", "vxx": "vxx_sim"}
+DEFAULT_FFILL_LIMIT = DataConfig.model_fields["ffill_limit"].default
 
 
 @dataclass(frozen=True)
 class Market:
+    """What a run trades and reads, on one calendar: ``frames[name]`` has the loaders' columns
+    (``open, high, low, close, volume``) on ``calendar`` for every tradable (``tradable``) and
+    signal; ``source`` says where the data came from and ``notes`` what alignment did (values
+    carried forward, dates dropped, user frames used). Build one with :func:`market_for` (from a
+    config) or :meth:`from_frames` (from the user's own frames)."""
+
     calendar: pd.DatetimeIndex
     frames: dict[str, pd.DataFrame]
     tradable: tuple[str, ...]
@@ -42,53 +57,68 @@ class Market:
     def closes(self, names) -> dict[str, np.ndarray]:
         return {n: self.frames[n]["close"].to_numpy(dtype=np.float64) for n in names}
 
+    @classmethod
+    def from_frames(
+        cls,
+        frames: Mapping[str, pd.DataFrame | pd.Series],
+        *,
+        tradable: Sequence[str],
+        start=None,
+        end=None,
+        ffill_limit: int = DEFAULT_FFILL_LIMIT,
+        need_open: bool = False,
+    ) -> Market:
+        """A market from the user's own frames: ``tradable`` names the instruments that can be
+        traded (their common dates are the calendar), every other frame is a signal series.
 
-@functools.lru_cache(maxsize=8)
-def _synthetic_frames(seed: int, start, end) -> dict[str, pd.DataFrame]:
-    from volbacktest.data.synthetic import market_frames
-    from volbacktest.data.synthetic_chains import etf50_frames
-    from volbacktest.data.synthetic_pairs import pair_frames
+        Each frame is a DataFrame with a ``close`` column (``open``/``high``/``low``/``volume``
+        optional) on a DatetimeIndex or a ``date`` column, or a Series of closes; it is checked
+        as a file would be (unique sorted dates, numbers, positive traded prices; a DataError
+        names the dataset, the rows and the fix). ``start``/``end`` clip the calendar and
+        ``ffill_limit`` bounds how far a signal is carried forward, as ``data.*`` does.
+        """
+        tradable = tuple(tradable)
+        missing = [n for n in tradable if n not in frames]
+        if not tradable or missing:
+            raise ConfigError(
+                f"tradable {list(missing or tradable)}: name one or more of the frames given "
+                f"({', '.join(frames) or 'none'}) as tradable"
+            )
+        raw = {
+            n: user_frame(f, n, kind="tradable" if n in tradable else "signal")
+            for n, f in frames.items()
+        }
+        signals = tuple(n for n in raw if n not in tradable)
+        window = DataConfig(start=start, end=end, ffill_limit=ffill_limit)
+        return _assemble(raw, tradable, signals, window, need_open, "user", [])
 
-    frames = market_frames(seed=seed, start=str(start), end=str(end))
-    frames.update(etf50_frames(seed=seed, start=str(start), end=str(end)))
-    return {**frames, **pair_frames(seed=seed, start=str(start), end=str(end))}
+
+@CACHES.memo("inputs.market.embedded", maxsize=16)
+def _embedded_group(group: str, seed: int, start, end) -> dict[str, pd.DataFrame]:
+    names = GENERATORS[group][0]
+    return embedded_frames(names, seed, start, end)
 
 
-def data_roots(data_cfg: DataConfig):
-    """Search roots for real files: an explicit ``data.root`` is the only root (no silent
-    fallback); otherwise ``$VOLBT_DATA_ROOT`` then ``../shared/data``."""
-    from volbacktest.data.catalogue import SearchRoots, search_roots
-
-    if data_cfg.root is None:
-        return search_roots()
-    root = Path(data_cfg.root).expanduser().resolve()
-    return SearchRoots([root] if root.is_dir() else [], [("config data.root", root)])
-
-
-@functools.lru_cache(maxsize=64)
+@CACHES.memo("inputs.market.files", maxsize=64)
 def _load_file_backed(name: str, files_key: tuple, roots: tuple) -> pd.DataFrame:
-    from volbacktest.data.catalogue import load_dataset
-
     return load_dataset(name, roots=[Path(r) for r in roots])
 
 
 def load_raw(name: str, data_cfg: DataConfig) -> pd.DataFrame:
-    """One dataset as loaded (before alignment), from the configured source. Real files are
-    cached in-process, keyed by their paths and modification times."""
+    """One dataset as loaded (before alignment), from the configured source. The embedded market
+    builds only the generator that provides ``name``; real files are cached in-process, keyed by
+    their paths and modification times."""
     if data_cfg.source == "synthetic":
-        syn = data_cfg.synthetic
-        frames = _synthetic_frames(syn.seed, syn.start, syn.end)
-        if name not in frames:
+        if name not in GENERATOR_OF:
             raise ConfigError(
                 f"dataset {name!r} is not in the synthetic market; it provides: "
-                f"{', '.join(sorted(frames))} (or set data.source: shared)"
+                f"{', '.join(embedded_names())} (or set data.source: shared)"
             )
-        return frames[name]
-    from volbacktest.data.catalogue import dataset_spec, resolve_files
-
+        syn = data_cfg.synthetic
+        return _embedded_group(GENERATOR_OF[name], syn.seed, syn.start, syn.end)[name]
     if data_cfg.etns == "simulated" and name in SIMULATED_ETNS:
         name = SIMULATED_ETNS[name]
-    roots = data_roots(data_cfg)
+    roots = roots_for(data_cfg.root)
     paths = resolve_files(dataset_spec(name), roots)
     files_key = tuple((str(p), p.stat().st_mtime_ns) for p in paths)
     root_of_first = next(r for r in roots if (Path(r) / dataset_spec(name).files[0]).is_file())
@@ -181,21 +211,62 @@ def _signal_frame(name: str, src: pd.DataFrame, calendar, limit: int, notes: lis
 
 
 def build_market(
-    data_cfg: DataConfig, tradable: tuple[str, ...], signals: tuple[str, ...], *, need_open: bool
+    data_cfg: DataConfig,
+    tradable: tuple[str, ...],
+    signals: tuple[str, ...],
+    *,
+    need_open: bool,
+    frames: Mapping[str, pd.DataFrame | pd.Series] | None = None,
 ) -> Market:
-    """Load every dataset named and align it on the tradables' common calendar."""
+    """Load every dataset named and align it on the tradables' common calendar. ``frames``:
+    the user's own frames by dataset name, used instead of the configured source for those
+    names (checked as files are; the notes say which)."""
+    frames = dict(frames or {})
     names = tuple(dict.fromkeys(tuple(tradable) + tuple(signals)))
-    raw = {n: load_raw(n, data_cfg) for n in names if not is_chain_input(n)}
-    calendar = _calendar(data_cfg, raw, tuple(tradable))
     notes: list[str] = []
-    frames = {n: _tradable_frame(n, raw[n], calendar, need_open) for n in tradable}
-    for n in signals:
+    raw = {}
+    for n in names:
+        if is_chain_input(n):
+            continue
         if n in frames:
+            raw[n] = user_frame(frames[n], n, kind="tradable" if n in tradable else "signal")
+            notes.append(f"{n}: the user's frame ({len(raw[n])} rows), not data.source")
+        else:
+            raw[n] = load_raw(n, data_cfg)
+    unused = sorted(set(frames) - set(names))
+    if unused:
+        raise ConfigError(
+            f"data: frames given for {unused}, which the strategy and filters do not use; "
+            f"they use {', '.join(names)}"
+        )
+    source = data_cfg.source if len(frames) < len(raw) else "user"
+    return _assemble(raw, tuple(tradable), tuple(signals), data_cfg, need_open, source, notes)
+
+
+def _assemble(raw, tradable, signals, data_cfg, need_open, source, notes) -> Market:
+    calendar = _calendar(data_cfg, raw, tradable)
+    out = {n: _tradable_frame(n, raw[n], calendar, need_open) for n in tradable}
+    for n in signals:
+        if n in out:
             continue
         if is_chain_input(n):
-            frames[n] = _chain_frame(n, calendar, data_cfg, notes)
+            out[n] = _chain_frame(n, calendar, data_cfg, notes)
         else:
-            frames[n] = _signal_frame(n, raw[n], calendar, data_cfg.ffill_limit, notes)
+            out[n] = _signal_frame(n, raw[n], calendar, data_cfg.ffill_limit, notes)
     for note in notes:
         log.info(note)
-    return Market(calendar, frames, tuple(tradable), data_cfg.source, tuple(notes))
+    return Market(calendar, out, tuple(tradable), source, tuple(notes))
+
+
+def market_for(
+    cfg: BacktestConfig, frames: Mapping[str, pd.DataFrame | pd.Series] | None = None
+) -> Market:
+    """The market ``cfg``'s strategy and filters read (tradables, signals, chain series)."""
+    plan = cfg.plan
+    return build_market(
+        cfg.data,
+        plan.assets(),
+        plan.inputs(),
+        need_open=cfg.execution.fill == "next_open",
+        frames=frames,
+    )

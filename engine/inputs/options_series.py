@@ -1,8 +1,8 @@
 """50ETF option chains as engine inputs: the chain dataset, the iVIX / RND / anomaly series and
 the ``rnd_tail`` and ``anomaly`` strategy filters.
 
-Importing this module registers (``engine.chainseries`` and ``engine.filters`` import it by name
-through their ``REGISTERING_MODULES``):
+Importing this module registers (``inputs.chainseries`` and ``inputs.filters`` import it by
+name through their ``REGISTERING_MODULES``):
 
 * chain dataset ``etf50_options`` (underlying dataset ``etf50``, the unadjusted 510050 closes):
   shared = the JoinQuant 50ETF closes (``data.chains.load_50etf_options``) with the 510050
@@ -41,8 +41,9 @@ the chain (the warm-up is NaN). Fitted models are cached by their training data.
 **Per-date cache.** Every series value depends only on the chain rows of its own date and the
 ``lookback_days`` dates before it, so values are cached per (series, source, fingerprint of
 those rows): the market builder's whole-history pass, backtrader's runonce pass over the run's
-calendar and next-mode calls reuse them instead of refitting RNDs and forests. Set
-``options_series.PER_DATE_CACHE = False`` (tests of the modes do) to always recompute.
+calendar and next-mode calls reuse them instead of refitting RNDs and forests. The caches are
+registered with ``engine.caches.CACHES`` (:data:`PER_DATE_CACHE` values, :data:`MODEL_CACHE`
+forests); ``with CACHES.disabled(PER_DATE_CACHE): ...`` recomputes (tests of the modes do).
 """
 
 from __future__ import annotations
@@ -59,7 +60,21 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from volbacktest.engine.errors import ConfigError, DataQualityWarning, StaleDataWarning
+from volbacktest.data.catalogue import DatasetSpec, resolve_files
+from volbacktest.data.chains import ChainPolicy, load_50etf_options
+from volbacktest.data.rates import load_shibor
+from volbacktest.data.synthetic_chains import EtfChainParams, etf50_chains
+from volbacktest.engine.caches import CACHES
+from volbacktest.engine.calculators.anomaly import (
+    ARTICLE_FEATURES,
+    AnomalyConfig,
+    IsolationForestConfig,
+    option_features,
+)
+from volbacktest.engine.calculators.rates import shibor_curve_rate
+from volbacktest.engine.calculators.rnd import rnd_horizon_moments
+from volbacktest.engine.calculators.vix import compute_vix
+from volbacktest.engine.errors import DataQualityWarning, StaleDataWarning
 from volbacktest.engine.inputs import chainseries
 from volbacktest.engine.inputs.chainseries import ChainContext, ChainDatasetSpec, ChainSeriesSpec
 from volbacktest.engine.inputs.filters import (
@@ -89,7 +104,8 @@ RND_MIN_DAYS = 7  # the iVIX roll: expiries within a week are not fitted
 SHIBOR_NOTE_DAYS = 7
 _MEMO_MAX_ROWS = 200_000  # per-date cache entries kept (a whole 50ETF history is ~7,000)
 _MODEL_MEMO_MAX = 64  # fitted forests kept
-PER_DATE_CACHE = True
+PER_DATE_CACHE = "inputs.options_series.per_date"  # cache names in engine.caches.CACHES
+MODEL_CACHE = "inputs.options_series.forests"
 
 
 @dataclass(frozen=True)
@@ -109,11 +125,6 @@ class AnomalySettings:
     random_state: int = 19117
 
     def config(self):
-        from volbacktest.engine.calculators.anomaly import (
-            ARTICLE_FEATURES,
-            AnomalyConfig,
-            IsolationForestConfig,
-        )
 
         forest = IsolationForestConfig(
             n_estimators=self.n_estimators,
@@ -136,7 +147,6 @@ ANOMALY_LOOKBACK = ANOMALY.window_days + 4
 
 
 def _shared_paths(roots) -> dict[str, Path]:
-    from volbacktest.data.catalogue import DatasetSpec, resolve_files
 
     spec = DatasetSpec(
         name=CHAIN,
@@ -155,7 +165,6 @@ def _unused_loader(paths):  # pragma: no cover - the chain has its own loader
 
 
 def _policy():
-    from volbacktest.data.chains import ChainPolicy
 
     # drop crossed / negative / expired / unpriced rows, average duplicate keys, and drop an
     # adjusted "A" contract where a priced standard strike lies within half a step of it
@@ -164,8 +173,6 @@ def _policy():
 
 def load_etf50_shared(roots) -> tuple[pd.DataFrame, ChainContext]:
     """The shared 50ETF chain (policy :func:`_policy`) and a context with the SHIBOR curve."""
-    from volbacktest.data.chains import load_50etf_options
-    from volbacktest.data.rates import load_shibor
 
     paths = _shared_paths(roots)
     with warnings.catch_warnings(record=True) as caught:
@@ -197,7 +204,6 @@ def load_etf50_shared(roots) -> tuple[pd.DataFrame, ChainContext]:
 
 def load_etf50_synthetic(seed: int, start, end) -> tuple[pd.DataFrame, ChainContext]:
     """The embedded 50ETF-like chains for ``seed`` over ``start..end`` (constant rate)."""
-    from volbacktest.data.synthetic_chains import EtfChainParams, etf50_chains
 
     params = EtfChainParams()
     chain = etf50_chains(seed, start, end, params)
@@ -210,7 +216,6 @@ def load_etf50_synthetic(seed: int, start, end) -> tuple[pd.DataFrame, ChainCont
 
 
 def _carried_curve(rates: pd.DataFrame, dates, days) -> np.ndarray:
-    from volbacktest.data.rates import shibor_curve_rate
 
     with warnings.catch_warnings():
         # the carry-forward beyond the file is announced once by the loader
@@ -245,16 +250,12 @@ def _anomaly_rates(context: ChainContext, chain: pd.DataFrame):
 
 _MEMO: OrderedDict[tuple, tuple] = OrderedDict()
 _MODELS: OrderedDict[tuple, object] = OrderedDict()
+CACHES.register(PER_DATE_CACHE, _MEMO.clear)
+CACHES.register(MODEL_CACHE, _MODELS.clear)
 _HASH_COLUMNS = (
     "trade_date", "expiry", "cp", "strike", "underlying", "bid", "ask", "close", "last",
     "settle", "prev_settle", "volume", "adjusted",
 )  # fmt: skip
-
-
-def clear_cache() -> None:
-    """Forget every cached series value and fitted model."""
-    _MEMO.clear()
-    _MODELS.clear()
 
 
 def _date_fingerprints(chain: pd.DataFrame) -> tuple[pd.DatetimeIndex, np.ndarray]:
@@ -276,7 +277,7 @@ def _per_date_cached(
     """``fn`` with its per-date values cached (see the module docstring)."""
 
     def compute(chain: pd.DataFrame, context: ChainContext) -> pd.DataFrame:
-        key = context.extras.get("cache_key") if PER_DATE_CACHE else None
+        key = context.extras.get("cache_key") if CACHES.enabled(PER_DATE_CACHE) else None
         if key is None:
             return fn(chain, context)[list(columns)]
         dates, fp = _date_fingerprints(chain)
@@ -310,7 +311,6 @@ def _dates_index(chain: pd.DataFrame) -> pd.DatetimeIndex:
 def ivix_frame(chain: pd.DataFrame, context: ChainContext) -> pd.DataFrame:
     """``ivix30``, ``ivix60`` per trade date (SSE iVIX preset; NaN where the calculator's
     status is not ok), plus the calculator's ``ivix_status``."""
-    from volbacktest.engine.calculators.vix import compute_vix
 
     res = compute_vix(chain, IVIX_PRESET, _vix_rates(context), dates=_dates_index(chain))
     index = res.index
@@ -326,7 +326,6 @@ def ivix_frame(chain: pd.DataFrame, context: ChainContext) -> pd.DataFrame:
 
 def rnd_frame(chain: pd.DataFrame, context: ChainContext) -> pd.DataFrame:
     """30-day risk-neutral moments per trade date (see the module docstring)."""
-    from volbacktest.engine.calculators.rnd import rnd_horizon_moments
 
     dates = _dates_index(chain)
     days = (chain["expiry"] - chain["trade_date"]).dt.days.to_numpy()
@@ -380,7 +379,6 @@ def _fitted_forest(config, x_train: np.ndarray):
 
 def anomaly_frame(chain: pd.DataFrame, context: ChainContext) -> pd.DataFrame:
     """Daily anomaly aggregates with weekly, date-anchored refits (module docstring)."""
-    from volbacktest.engine.calculators.anomaly import option_features
 
     settings = ANOMALY
     config = settings.config()
@@ -549,21 +547,3 @@ register_filter(
 register_filter(
     FilterSpec("anomaly", AnomalyFilter, "fraction of anomalous option prices above a maximum")
 )
-
-
-def check_underlying(chain: str, asset: str) -> None:
-    """ConfigError unless ``asset`` is the underlying of option-chain dataset ``chain`` (chain
-    series reach a strategy through the option-chain feed of that traded underlying)."""
-    spec = chainseries.CHAIN_DATASETS.get(_check_or_config(chain))
-    if spec.underlying != asset:
-        raise ConfigError(
-            f"chain {chain!r} has underlying {spec.underlying!r} but the strategy trades "
-            f"{asset!r}; trade {spec.underlying!r} or use a chain on {asset!r}"
-        )
-
-
-def _check_or_config(chain: str) -> str:
-    try:
-        return _check_chain(chain)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None

@@ -1,78 +1,23 @@
-"""Run one backtest: config → market → backtrader → ledger → result.
-
-The equity, positions and returns reported are rebuilt from the fills (initial cash, every
-transaction with its commission, and closing prices), so a fill at a bar's close is booked on
-that bar; the broker's own bar-by-bar value is kept as a cross-check and must agree on every bar
-that has no same-bar fill pending (a mismatch is an engine bug and raises).
-"""
+"""Run one backtest: config → market → backtrader → ledger → result (the event-driven pieces
+are ``execution.eventdriven``; the batch runner of sweeps shares them)."""
 
 from __future__ import annotations
 
 import logging
-import warnings
 
-import backtrader as bt
-import numpy as np
-import pandas as pd
-
-from volbacktest.engine.errors import EngineError, LookAheadWarning
-from volbacktest.engine.execution.bt import (
-    ArrayFeed,
-    PercentPerShareCommission,
-    SignalFeed,
-    TargetWeightStrategy,
+from volbacktest.engine.execution.bt import TargetWeightStrategy
+from volbacktest.engine.execution.eventdriven import (
+    add_feeds,
+    collect,
+    configure_broker,
+    new_cerebro,
+    warn_if_look_ahead,
 )
-from volbacktest.engine.execution.metrics import performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
-from volbacktest.engine.inputs.chainseries import is_chain_input, parse_input
 from volbacktest.engine.inputs.config import BacktestConfig
-from volbacktest.engine.inputs.market import Market, build_market
+from volbacktest.engine.inputs.market import Market, market_for
 
 log = logging.getLogger(__name__)
-
-LEDGER_RTOL = 1e-9
-
-
-def configure_broker(broker: bt.brokers.BackBroker, ex) -> bt.brokers.BackBroker:
-    """The broker settings of every run: cash, fill mode (cheat-on-close/open), no submit-time
-    cash check (the sizing rule keeps cash >= 0 after costs), slippage and commission."""
-    broker.setcash(ex.initial_cash)
-    broker.set_checksubmit(False)
-    broker.set_coc(ex.fill in ("next_close", "same_close"))
-    broker.set_coo(ex.fill == "next_open")
-    if ex.slippage.percent:
-        broker.set_slippage_perc(
-            ex.slippage.percent, slip_open=True, slip_limit=True, slip_match=True, slip_out=True
-        )
-    broker.addcommissioninfo(
-        PercentPerShareCommission(
-            commission=ex.commission.percent, per_share=ex.commission.per_share
-        )
-    )
-    return broker
-
-
-def add_feeds(cerebro: bt.Cerebro, cfg: BacktestConfig, market: Market) -> None:
-    """The run's feeds: one per traded asset (an option-chain feed where a chain input uses
-    it), and one non-tradable SignalFeed carrying every other input series."""
-    plan = cfg.plan
-    assets = list(plan.assets())
-    for n in assets:
-        cerebro.adddata(_asset_feed(n, plan, cfg, market), name=n)
-    signal_names = [n for n in plan.inputs() if n not in assets and not is_chain_input(n)]
-    if signal_names:
-        signals = pd.DataFrame({n: market.frames[n]["close"] for n in signal_names})
-        cerebro.adddata(SignalFeed(frame=signals), name="signals")
-
-
-def prepare_market(cfg: BacktestConfig) -> Market:
-    plan = cfg.plan
-    return build_market(
-        cfg.data,
-        plan.assets(),
-        plan.inputs(),
-        need_open=cfg.execution.fill == "next_open",
-    )
 
 
 def run_backtest(
@@ -83,128 +28,10 @@ def run_backtest(
     preload: bool = True,
 ) -> BacktestResult:
     """Run ``cfg`` on backtrader and return the ledger-based result."""
-    plan = cfg.plan
-    ex = cfg.execution
-    if ex.look_ahead:
-        warnings.warn(
-            LookAheadWarning(
-                f"{cfg.name}: execution.fill same_close trades on the close the signal observed "
-                "(look-ahead on daily data); results are labelled"
-            ),
-            stacklevel=2,
-        )
-    market = market or prepare_market(cfg)
-
-    cerebro = bt.Cerebro(
-        stdstats=False,
-        runonce=runonce,
-        preload=preload,
-        cheat_on_open=ex.fill == "next_open",
-        quicknotify=True,
-    )
-    configure_broker(cerebro.broker, ex)
+    warn_if_look_ahead(cfg)
+    market = market or market_for(cfg)
+    cerebro = new_cerebro(cfg.execution, runonce=runonce, preload=preload)
+    configure_broker(cerebro.broker, cfg.execution)
     add_feeds(cerebro, cfg, market)
-    cerebro.addstrategy(TargetWeightStrategy, plan=plan, execution=ex, data_cfg=cfg.data)
-    strat = cerebro.run()[0]
-
-    return _collect(cfg, market, strat)
-
-
-def _asset_feed(name: str, plan, cfg: BacktestConfig, market: Market):
-    """A price feed for a traded asset; an option-chain feed when some input is derived from a
-    chain on this asset."""
-    chains = {parse_input(n)[2] for n in plan.inputs() if is_chain_input(n)}
-    for chain in chains:
-        if chain.underlying == name:
-            from volbacktest.engine.execution.bt import OptionChainFeed
-            from volbacktest.engine.inputs.chainseries import load_chain
-
-            chain_df, context = load_chain(chain.name, cfg.data)
-            return OptionChainFeed(
-                frame=market.frames[name], chain=chain_df, context=context, chain_name=chain.name
-            )
-    return ArrayFeed(frame=market.frames[name])
-
-
-def _collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
-    plan = cfg.plan
-    assets = list(plan.assets())
-    cal = market.calendar
-    closes = pd.DataFrame({a: market.frames[a]["close"] for a in assets}, index=cal)
-
-    tx = pd.DataFrame(strat.fills, columns=["date", "symbol", "size", "price", "commission"])
-    tx["date"] = pd.to_datetime(tx["date"]).dt.normalize()
-    tx["value"] = -tx["size"] * tx["price"]  # cash flow before commission
-    tx = tx.sort_values(["date", "symbol"], kind="stable").reset_index(drop=True)
-
-    if len(tx):
-        flow = tx.groupby("date")[["value", "commission"]].sum()
-        cash_flow = (flow["value"] - flow["commission"]).reindex(cal, fill_value=0.0)
-        shares = tx.pivot_table(index="date", columns="symbol", values="size", aggfunc="sum")
-        shares = shares.reindex(index=cal, columns=assets).fillna(0.0).cumsum()
-    else:
-        cash_flow = pd.Series(0.0, index=cal)
-        shares = pd.DataFrame(0.0, index=cal, columns=assets)
-    cash = cfg.execution.initial_cash + cash_flow.cumsum()
-    values = shares * closes
-    equity = values.sum(axis=1) + cash
-    equity.name = "equity"
-
-    # cross-check against the broker's own marks (see module docstring): at each mark the broker
-    # has booked every fill dated before the marked bar (and, for next_open, on it)
-    marks = pd.Series(dict(strat.broker_values))
-    same_bar = cfg.execution.fill != "next_open"
-    fill_bars = {cal.get_loc(d) for d in tx["date"]} if same_bar else set()
-    marks = marks[[b not in fill_bars for b in marks.index]]
-    ledger = equity.to_numpy()[marks.index.to_numpy(dtype=int)]
-    # rounding scales with the money that has moved through the book, not with a near-zero equity
-    scale = np.maximum(np.abs(marks.to_numpy()), cfg.execution.initial_cash)
-    rel = np.abs(ledger - marks.to_numpy()) / scale
-    if len(rel) and float(rel.max()) > LEDGER_RTOL:
-        i = int(marks.index[int(rel.argmax())])
-        raise EngineError(
-            f"internal ledger mismatch on {cal[i]:%Y-%m-%d}: fills give {equity.iloc[i]:.6f}, "
-            f"broker {marks[i]:.6f}; please report this with the config"
-        )
-
-    returns = equity.pct_change()
-    returns.iloc[0] = equity.iloc[0] / cfg.execution.initial_cash - 1.0
-    returns.name = "returns"
-    positions = values.copy()
-    positions["cash"] = cash
-    w_lines = strat.target.lines
-    k = len(assets)
-    weights = pd.DataFrame(
-        {a: np.asarray(w_lines[j].array[: len(cal)], dtype=float) for j, a in enumerate(assets)},
-        index=cal,
-    )
-    del k
-    metrics = performance_metrics(returns, positions, tx, equity)
-    notes = list(market.notes)
-    if strat.unfilled_at_end is not None:
-        notes.append(
-            f"target {dict(zip(assets, strat.unfilled_at_end, strict=True))} for the final "
-            f"close {cal[-1]:%Y-%m-%d} was not traded: the backtest ends at that close"
-        )
-    metrics.update(
-        {
-            "strategy": cfg.strategy.name,
-            "rule": plan.describe(),
-            "fill": cfg.execution.fill_label(),
-            "look_ahead": cfg.execution.look_ahead,
-            "data_source": market.source,
-            "rebalances": strat.decisions,
-        }
-    )
-    return BacktestResult(
-        config=cfg,
-        equity=equity,
-        returns=returns,
-        positions=positions,
-        holdings=shares,
-        transactions=tx,
-        weights=weights,
-        metrics=metrics,
-        market_notes=tuple(notes),
-        problems=tuple(strat.problems),
-    )
+    cerebro.addstrategy(TargetWeightStrategy, plan=cfg.plan, execution=cfg.execution)
+    return collect(cfg, market, cerebro.run()[0])

@@ -3,7 +3,7 @@ process-pool and Dask executors, a resumable SQLite results store, walk-forward 
 
 Entry points: ``load_sweep(path)`` -> :class:`SweepPlan`; ``run_sweep(plan, ...)`` ->
 :class:`SweepOutcome`; the array simulator ``simulate`` / ``fast_backtest``; and the CLI
-``run_backtest.py sweep SWEEP.yaml`` (``engine.sweep.cli``).
+``volbacktest sweep SWEEP.yaml`` (``engine.cli.sweep``).
 """
 
 from volbacktest.engine.execution.vectorised import MarketArrays, fast_backtest, simulate

@@ -8,7 +8,6 @@ soon as its chunk is done. Memory is bounded by the chunk size, not by the numbe
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -16,6 +15,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from volbacktest.engine.execution.eventdriven import run_key
 from volbacktest.engine.execution.vectorised import MarketArrays, simulate
 
 from .metrics import grid_metrics, metric_rows
@@ -25,19 +25,6 @@ from .spec import Combo
 log = logging.getLogger(__name__)
 
 EXECUTOR = "vectorised"
-
-
-def _group_key(combo: Combo) -> str:
-    """Runs sharing a market and execution settings go through one simulation."""
-    cfg = combo.config
-    plan = cfg.plan
-    key = {
-        "data": cfg.data.model_dump(mode="json"),
-        "execution": cfg.execution.model_dump(mode="json"),
-        "assets": list(plan.assets()),
-        "inputs": list(plan.inputs()),
-    }
-    return json.dumps(key, sort_keys=True, default=str)
 
 
 def _failed(combo: Combo, exc: BaseException, elapsed: float = 0.0, segment: str = "") -> RunRecord:
@@ -59,7 +46,7 @@ def _run_group(
 ) -> Iterator[RunRecord]:
     t0 = time.perf_counter()
     cfg0 = combos[0].config
-    key = _group_key(combos[0])
+    key = run_key(combos[0].config)
     try:
         arrays = arrays_by_key.get(key)
         if arrays is None:
@@ -120,7 +107,7 @@ def run_fast(
     groups: dict[str, list[Combo]] = {}
     pending = 0
     for combo in combos:
-        groups.setdefault(_group_key(combo), []).append(combo)
+        groups.setdefault(run_key(combo.config), []).append(combo)
         pending += 1
         if pending >= chunk_size:
             for key in list(groups):

@@ -1,4 +1,4 @@
-"""Performance metrics of many runs at once, equal to ``engine.metrics.performance_metrics``.
+"""Performance metrics of many runs at once, equal to ``execution.metrics.performance_metrics``.
 
 empyrical's ratios accept 2-D arrays (one column per run), so the same library computes the
 same numbers here as for a single run; the trading statistics are the runner's definitions
@@ -8,28 +8,18 @@ evaluated over columns. ``tests/test_sweep.py`` checks column by column against
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
-import pandas as pd
 
-from volbacktest.engine.execution.metrics import TRADING_DAYS_PER_YEAR, finite_or_none
+from volbacktest.engine.execution.metrics import (
+    SUMMARY_METRICS,
+    TRADING_DAYS_PER_YEAR,
+    finite_or_none,
+)
 from volbacktest.engine.execution.vectorised import GridSimulation
 
 # The headline metrics of side-by-side tables (walk-forward, comparison reports).
-SUMMARY_METRICS = (
-    "cagr",
-    "annual_volatility",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "calmar",
-    "total_return",
-    "turnover",
-    "trades",
-    "exposure",
-)
 # Numeric metrics every run records (the store has one column each); rank by any of them.
 METRIC_NAMES = (*SUMMARY_METRICS, "final_equity", "time_in_market", "rebalances")
 # Metrics for which smaller is better (used when a rank spec gives no direction).
@@ -93,12 +83,3 @@ def metric_rows(values: dict[str, np.ndarray]) -> list[dict[str, float | None]]:
     n = len(next(iter(values.values())))
     cols = {k: values[k].tolist() for k in METRIC_NAMES}
     return [{k: finite_or_none(cols[k][j]) for k in METRIC_NAMES} for j in range(n)]
-
-
-def rolling_sharpe(returns: pd.Series, window: int = 126) -> pd.Series:
-    """Annualised Sharpe ratio over a trailing window of daily returns (rf = 0)."""
-    mean = returns.rolling(window).mean()
-    std = returns.rolling(window).std(ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = mean / std * math.sqrt(TRADING_DAYS_PER_YEAR)
-    return out.replace([np.inf, -np.inf], np.nan)

@@ -7,7 +7,7 @@
   elsewhere, or when the parent runs threads, ``forkserver`` (worker modules preloaded in the
   server) or ``spawn``.
 * The parent prepares the market once and the pool initializer hands it to every worker
-  (a pickled :class:`~engine.market.Market`, well under a megabyte for 4,000 bars x 7 series).
+  (a pickled ``inputs.market.Market``, well under a megabyte for 4,000 bars x 7 series).
 * Combinations travel in batches of :class:`Task` (run id, swept values, the resolved config as a
   dict). A worker runs a batch through one :class:`~engine.sweep.batch.BatchRunner` (feeds
   preloaded once per worker and market, one broker per strategy; results identical to
@@ -44,6 +44,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+from volbacktest.engine.caches import CACHES
+from volbacktest.engine.execution.batch import BatchRunner
+from volbacktest.engine.execution.eventdriven import run_key
+from volbacktest.engine.inputs.config import config_from_mapping
+from volbacktest.engine.run.runner import run_backtest
+
 from .metrics import numeric_metrics
 from .records import STATUS_FAILED, STATUS_OK, MarketCache, RunRecord, calendar_ns
 from .spec import Combo
@@ -63,8 +69,9 @@ PRELOAD_MODULES = [
     "empyrical",
 ]
 
-_MARKETS: MarketCache | None = None
-_RUNNERS: dict = {}
+_MARKETS = MarketCache()  # a worker's markets (installed by init_worker)
+_RUNNERS: dict = CACHES.mapping("sweep.pool.runners")  # a worker's preloaded feed sets
+CACHES.register("sweep.pool.markets", _MARKETS.clear)
 
 
 @dataclass(frozen=True)
@@ -92,11 +99,9 @@ class Task:
 
 def batches(combos: Iterable[Combo], size: int, segment: str = "") -> Iterator[list[Task]]:
     """Tasks in batches of combinations that share a market and execution settings."""
-    from volbacktest.engine.execution.batch import batch_key
-
     open_batches: dict[str, list[Task]] = {}
     for combo in combos:
-        key = batch_key(combo.config)
+        key = run_key(combo.config)
         group = open_batches.setdefault(key, [])
         group.append(Task.of(combo, segment))
         if len(group) >= size:
@@ -106,9 +111,6 @@ def batches(combos: Iterable[Combo], size: int, segment: str = "") -> Iterator[l
 
 # --------------------------------------------------------------------------- worker side
 def _markets() -> MarketCache:
-    global _MARKETS
-    if _MARKETS is None:
-        _MARKETS = MarketCache()
     return _MARKETS
 
 
@@ -135,7 +137,6 @@ def release_free_memory() -> None:
 def init_worker(preload: list[tuple[dict, bytes | None]]) -> None:
     """Worker initializer: install the markets of ``preload`` — (resolved config, pickled
     Market or None to prepare it here) pairs."""
-    from volbacktest.engine.inputs.config import config_from_mapping
 
     cache = _markets()
     for raw, blob in preload:
@@ -151,9 +152,7 @@ def init_worker(preload: list[tuple[dict, bytes | None]]) -> None:
 
 
 def _runner(cfg):
-    from volbacktest.engine.execution.batch import BatchRunner, batch_key
-
-    key = batch_key(cfg)
+    key = run_key(cfg)
     runner = _RUNNERS.get(key)
     if runner is None:
         if len(_RUNNERS) >= MAX_RUNNERS:
@@ -198,9 +197,6 @@ def failed_record(task: Task, error: str, detail: str, t0: float, executor: str 
 
 def run_task(task: Task, executor: str = EXECUTOR) -> RunRecord:
     """One combination through ``run_backtest``; never raises (failures become records)."""
-    from volbacktest.engine.inputs.config import config_from_mapping
-    from volbacktest.engine.run.runner import run_backtest
-
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -217,9 +213,6 @@ def run_task(task: Task, executor: str = EXECUTOR) -> RunRecord:
 
 def run_batch(tasks: list[Task], executor: str = EXECUTOR) -> list[RunRecord]:
     """A batch of combinations in one backtrader pass per market; never raises."""
-    from volbacktest.engine.execution.batch import batch_key
-    from volbacktest.engine.inputs.config import config_from_mapping
-
     t0 = time.perf_counter()
     out: list[RunRecord] = []
     groups: dict[str, list] = {}
@@ -229,7 +222,7 @@ def run_batch(tasks: list[Task], executor: str = EXECUTOR) -> list[RunRecord]:
         except Exception as exc:  # noqa: BLE001 - recorded as this combination's failure
             out.append(failed_record(task, f"{type(exc).__name__}: {exc}", "", t0, executor))
             continue
-        groups.setdefault(batch_key(cfg), []).append((task, cfg))
+        groups.setdefault(run_key(cfg), []).append((task, cfg))
     for items in groups.values():
         try:
             with warnings.catch_warnings():

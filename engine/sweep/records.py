@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from volbacktest.engine.execution.eventdriven import run_key
 from volbacktest.engine.inputs.config import BacktestConfig
-from volbacktest.engine.inputs.market import Market
+from volbacktest.engine.inputs.market import Market, market_for
 
 log = logging.getLogger(__name__)
 
@@ -59,43 +60,30 @@ def calendar_ns(index) -> np.ndarray:
     return np.asarray(index.asi8, dtype=np.int64)
 
 
-def market_key(cfg: BacktestConfig) -> str:
-    """Everything ``prepare_market`` depends on, as a string key."""
-    plan = cfg.plan
-    return json.dumps(
-        {
-            "data": cfg.data.model_dump(mode="json"),
-            "assets": list(plan.assets()),
-            "inputs": list(plan.inputs()),
-            "open": cfg.execution.fill == "next_open",
-        },
-        sort_keys=True,
-    )
-
-
 class MarketCache:
-    """Markets prepared in this process, by :func:`market_key` (a sweep usually needs one;
-    walk-forward windows and swept data settings need a few)."""
+    """Markets prepared in this process, keyed by ``run_key(cfg, broker=False)`` (a sweep
+    usually needs one; walk-forward windows and swept data settings need a few)."""
 
     def __init__(self, max_items: int = 16):
         self._items: dict[str, Market] = {}
         self._max = max_items
 
     def get(self, cfg: BacktestConfig) -> Market:
-        from volbacktest.engine.run.runner import prepare_market
-
-        key = market_key(cfg)
+        key = run_key(cfg, broker=False)
         market = self._items.get(key)
         if market is None:
             if len(self._items) >= self._max:
                 self._items.pop(next(iter(self._items)))
             log.debug("preparing market for %s", key)
-            market = prepare_market(cfg)
+            market = market_for(cfg)
             self._items[key] = market
         return market
 
+    def clear(self) -> None:
+        self._items.clear()
+
     def put(self, cfg: BacktestConfig, market: Market) -> None:
-        self._items[market_key(cfg)] = market
+        self._items[run_key(cfg, broker=False)] = market
 
     def __len__(self) -> int:
         return len(self._items)

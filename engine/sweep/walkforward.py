@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from volbacktest.engine.errors import ConfigError, EngineError
+from volbacktest.engine.execution.metrics import performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.execution.vectorised import MarketArrays, result_from_weights
 from volbacktest.engine.inputs.market import Market
@@ -232,8 +233,6 @@ def _stitch(plan, market: Market, windows: list[Window], cfgs) -> BacktestResult
 
 def _segment_metrics(oos: BacktestResult, windows: list[Window]) -> list[dict]:
     """Sharpe, CAGR and max drawdown of the stitched path on each window's test bars."""
-    from volbacktest.engine.execution.metrics import performance_metrics
-
     out = []
     for w in windows:
         sl = slice(w.test_start, w.test_end)
