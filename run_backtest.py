@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Run volatility-strategy backtests from YAML configs.
+"""Run volatility-strategy backtests from YAML configs: the ``volbacktest`` command line from a
+source checkout (the same as ``volbacktest ...`` or ``python -m volbacktest ...``).
 
 python run_backtest.py configs/vratio.yaml
+python run_backtest.py --help          # every command: run, compare, sweep, vix, futures, ...
 """
 
 import sys

@@ -1,126 +1,212 @@
-"""Command-line entry: parse, configure logging, validate configs, run, write outputs.
+"""The command line: ``volbacktest COMMAND ...`` (also ``python -m volbacktest`` and
+``python run_backtest.py``).
 
-``run_backtest.py CONFIG.yaml [...]`` runs backtests (the default command). Other capabilities
-are subcommands, each a module exposing ``main(argv) -> int`` and imported only when used:
+Commands are argparse subparsers, one module each (``run``, ``compare``, ``sweep``, ``vix``,
+``futures`` with ``etn``, ``datasets``) exposing ``add_parser(subparsers, parents)``, which sets
+the ``handler`` run with the parsed arguments; the modules import the engine only inside their
+handlers, so ``--help`` stays fast. ``volbacktest CONFIG.yaml ...`` is short for
+``volbacktest run CONFIG.yaml ...``.
 
-    run_backtest.py compare A.yaml B.yaml ...   comparison report of several configs
-    run_backtest.py sweep SWEEP.yaml            parameter sweep / walk-forward
-    run_backtest.py vix --preset ...            VIX / iVIX history from option chains
-    run_backtest.py futures ... | etn ...       VIX futures curve / ETN reconstruction
-    run_backtest.py datasets                    list the dataset catalogue
-
-Errors the user can fix (bad config, missing or malformed data) print one message and exit with
-status 2; ``--debug`` (anywhere on the command line) shows the traceback instead.
+Exit status: 0 done; 1 a sweep's event-driven re-check drifted from its fast path; 2 a usage
+error or an error the user can fix (bad config, missing or malformed data: one ``error:`` line
+on stderr, the traceback with ``--debug``); 130 interrupted; 141 stdout was a closed pipe.
+Logging is configured here only: warnings by default, ``-v`` info, ``-vv`` or ``--debug``
+debug, ``-q`` errors only.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import difflib
 import logging
+import os
+import re
 import sys
+import traceback
 from pathlib import Path
 
-from volbacktest.engine.errors import ConfigError, EngineError
+from volbacktest.engine.errors import EngineError
 
-log = logging.getLogger("engine")
+from . import compare, datasets, futures, run, sweep, vix
+from .common import PROG, HelpFormatter, load_configs
 
-# subcommand -> module with ``main(argv: list[str]) -> int``
-SUBCOMMANDS = {
-    "compare": "volbacktest.engine.run.compare",
-    "sweep": "volbacktest.engine.cli.sweep",
-    "vix": "volbacktest.engine.cli.vix",
-    "futures": "volbacktest.engine.cli.futures",
-    "etn": "volbacktest.engine.cli.futures",
-    "datasets": "volbacktest.engine.cli",
-}
+__all__ = ["COMMANDS", "build_parser", "load_configs", "main"]
+
+log = logging.getLogger("volbacktest")
+
+COMMANDS = ("run", "compare", "sweep", "vix", "futures", "etn", "datasets")
+_MODULES = (run, compare, sweep, vix, futures, datasets)  # futures registers futures and etn
+_GLOBAL_FLAGS = re.compile(r"-v+|--verbose|-q|--quiet|--debug")
+_LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+DESCRIPTION = "Event-driven backtests of volatility strategies on backtrader, configured in YAML."
+
+EPILOG = """\
+examples:
+  volbacktest configs/vratio.yaml             run a backtest (short for: volbacktest run ...)
+  volbacktest compare configs/vratio.yaml configs/vrp.yaml
+  volbacktest sweep configs/sweeps/vratio_grid.yaml
+  volbacktest datasets
+  volbacktest COMMAND --help                  the options and examples of one command
+
+-v, -q and --debug work anywhere on the command line. Exit status: 0 done, 1 a sweep's
+event-driven re-check drifted, 2 a usage, config or data error (one line on stderr),
+130 interrupted."""
 
 
-def _run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="run_backtest.py",
-        description="Run YAML-configured volatility strategy backtests on backtrader. "
-        f"Subcommands: {', '.join(SUBCOMMANDS)} (run_backtest.py SUBCOMMAND --help).",
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("volbacktest")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _global_options(after_command: bool) -> argparse.ArgumentParser:
+    """``-v``/``-q``/``--debug`` as a parent parser, for the top level and every command.
+
+    :func:`_route` moves these flags before the command; the command's copies (shown in its
+    ``--help``, and parsing what is not moved, e.g. ``--verb``) have destinations prefixed
+    ``sub_``, as a subparser's defaults would otherwise reset the values given before it.
+    """
+    prefix = "sub_" if after_command else ""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("logging and errors (anywhere on the command line)")
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        dest=f"{prefix}verbose",
+        help="more logging: -v info, -vv debug",
     )
-    p.add_argument("configs", nargs="+", type=Path, help="one or more YAML config files")
-    p.add_argument("--compare", action="store_true", help="also write a comparison report")
-    p.add_argument("--out", type=Path, help="results folder (overrides report.out_dir)")
-    p.add_argument("--no-tearsheet", action="store_true", help="skip pyfolio tear sheets")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        dest=f"{prefix}quiet",
+        help="log errors only (no warnings)",
+    )
+    g.add_argument(
+        "--debug",
+        action="store_true",
+        dest=f"{prefix}debug",
+        help="show tracebacks instead of one-line errors; debug logging",
+    )
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+def build_parser() -> argparse.ArgumentParser:
+    """The ``volbacktest`` parser with every command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
+        parents=[_global_options(after_command=False)],
     )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"{PROG} {_version()}",
+        help="print the version and exit",
+    )
+    subparsers = parser.add_subparsers(
+        title="commands",
+        dest="command",
+        metavar="COMMAND",
+        required=True,
+        help="`volbacktest COMMAND --help` shows its options and an example",
+    )
+    parents = [_global_options(after_command=True)]
+    for module in _MODULES:
+        module.add_parser(subparsers, parents)
+    return parser
+
+
+def _looks_like_config(arg: str) -> bool:
+    return arg.lower().endswith((".yaml", ".yml")) or Path(arg).is_file()
+
+
+def _route(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``argv`` ready for the parser: ``-v``/``-q``/``--debug`` moved to the front (so that they
+    work anywhere, even between a command's files), and ``run`` inserted for the
+    ``volbacktest CONFIG.yaml ...`` shortcut. A first argument that is neither a command nor a
+    config is a usage error with a did-you-mean."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if _GLOBAL_FLAGS.fullmatch(a)]
+    rest = [a for a in argv[:end] if not _GLOBAL_FLAGS.fullmatch(a)] + argv[end:]
+    if not rest or rest[0] in COMMANDS:
+        return flags + rest
+    first = rest[0]
+    if first.startswith("-"):  # run's options first: volbacktest --out DIR CONFIG.yaml
+        later = [a for a in rest[1:] if not a.startswith("-")]
+        if first not in ("-h", "--help", "--version") and any(map(_looks_like_config, later)):
+            return [*flags, "run", *rest]
+        return flags + rest
+    if _looks_like_config(first):
+        return [*flags, "run", *rest]
+    close = difflib.get_close_matches(first.lower(), COMMANDS, n=1)
+    if close:
+        hint = f"; did you mean '{close[0]}'?"
+    else:
+        hint = ", and no such file" if any(c in first for c in "/\\.") else ""
+    parser.error(
+        f"unknown command '{first}'{hint} (commands: {', '.join(COMMANDS)}; "
+        "or a CONFIG.yaml to run)"
+    )
+    return argv  # not reached: parser.error exits
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False, debug: bool = False) -> int:
+    """Log to stderr: the package at the chosen level, everything else warnings (errors with
+    ``quiet``); returns the package's level."""
+    if debug or verbose >= 2:
+        level = logging.DEBUG
+    elif verbose == 1:
+        level = logging.INFO
+    elif quiet:
+        level = logging.ERROR
+    else:
+        level = logging.WARNING
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format=_LOG_FORMAT)
+    log.setLevel(level)
     logging.captureWarnings(True)
+    return level
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit status
+    (also for usage errors, ``--help`` and ``--version``, which argparse ends with SystemExit)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
     try:
-        if argv and argv[0] in SUBCOMMANDS:
-            if argv[0] == "datasets":
-                return _datasets(argv[1:])
-            module = importlib.import_module(SUBCOMMANDS[argv[0]])
-            return int(module.main(argv))
-        return run_configs(_run_parser().parse_args(argv))
+        args = parser.parse_args(_route(parser, argv))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    debug = args.debug or getattr(args, "sub_debug", False)
+    configure_logging(
+        verbose=args.verbose + getattr(args, "sub_verbose", 0),
+        quiet=args.quiet or getattr(args, "sub_quiet", False),
+        debug=debug,
+    )
+    try:
+        return int(args.handler(args))
     except EngineError as exc:
         if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
+            traceback.print_exc()
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
         print("interrupted", file=sys.stderr)
         return 130
-
-
-def load_configs(paths) -> list:
-    """Validate every file before running any; names must be distinct."""
-    from volbacktest.engine.inputs.config import load_config
-
-    configs = [load_config(p) for p in paths]
-    names = [c.name for c in configs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"several configs share the name {dupes}; give each a distinct `name`")
-    return configs
-
-
-def run_configs(args) -> int:
-    from volbacktest.engine.run.report import format_table, write_comparison, write_run
-    from volbacktest.engine.run.runner import run_backtest
-
-    configs = load_configs(args.configs)
-    results = []
-    for cfg in configs:
-        if args.no_tearsheet:
-            cfg = cfg.with_overrides(**{"report.tearsheet": False})
-        out_dir = args.out or cfg.report.out_dir
-        result = run_backtest(cfg)
-        folder = write_run(result, out_dir)
-        results.append(result)
-        print(f"{cfg.name}: results in {folder}")
-    print()
-    print(format_table(results))
-    if args.compare or len(results) > 1:
-        out_dir = (args.out or configs[0].report.out_dir) / "comparison"
-        folder = write_comparison(results, out_dir)
-        print(f"\ncomparison in {folder}")
-    return 0
-
-
-def _datasets(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="run_backtest.py datasets", description="List the datasets configs can name."
-    )
-    p.add_argument("--root", type=Path, help="data root to check for files")
-    p.add_argument("--debug", action="store_true")
-    args = p.parse_args(argv)
-    from volbacktest.data.catalogue import list_datasets, search_roots
-
-    roots = search_roots(args.root)
-    print("search roots: " + ", ".join(str(r) for r in roots))
-    for line in list_datasets():
-        print(line)
-    return 0
+    except BrokenPipeError:  # output piped into e.g. `head`, which has exited
+        try:  # no second error when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe

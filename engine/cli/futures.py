@@ -1,9 +1,4 @@
-"""``run_backtest.py futures ...`` and ``run_backtest.py etn ...``: VIX futures curve and ETNs.
-
-    run_backtest.py futures --contracts DIR --out OUT.csv [--continuous FILE] [--n 8]
-                            [--plot-date 2017-02-23 --plot-date 2008-10-03] [--vix FILE]
-    run_backtest.py etn --contracts DIR --index short_term|mid_term --kind long|inverse
-                        --out OUT.csv [--continuous FILE] [--fee 0.0089] ...
+"""``volbacktest futures ...`` and ``volbacktest etn ...``: VIX futures curve and ETNs.
 
 ``futures`` writes the daily curve (F1..Fn, expiries, business and calendar days to expiry, the
 30-day constant-maturity future VXF30 and its weight w1) and, for each ``--plot-date``, a
@@ -15,30 +10,65 @@ run with a message naming the file, line and fix, unless ``--on-problem warn``) 
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from volbacktest.engine.calculators.futures import VXX_ANNUAL_FEE, XIV_ANNUAL_FEE
-from volbacktest.engine.calculators.futures_curve import (
-    FuturesCurve,
-    constant_maturity,
-    futures_curve,
-    futures_index,
-    simulate_etn,
-)
 from volbacktest.engine.errors import ConfigError, require_extra
+
+from .common import add_command
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from volbacktest.engine.calculators.futures_curve import FuturesCurve
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FEES = {"long": VXX_ANNUAL_FEE, "inverse": XIV_ANNUAL_FEE}
 DEFAULT_LEVERAGE = {"long": 1.0, "inverse": -1.0}
+
+FUTURES_DESCRIPTION = """\
+Write the daily VIX futures curve (F1..Fn, expiries, business and calendar days to expiry, the
+30-day constant-maturity future VXF30 and its weight w1) and, for each --plot-date, a
+term-structure plot.
+"""
+
+ETN_DESCRIPTION = """\
+Write a simulated S&P VIX futures index (short_term or mid_term; excess and total return) and
+a long or inverse note on it (VXX-, XIV- or VXZ-like), with fee, leverage and the acceleration
+clause.
+"""
+
+COMMON = """\
+Reads the per-contract CFE files of --contracts (validated: a bad file stops the run with a
+message naming the file, line and fix, unless --on-problem warn) and, with --continuous,
+extends them with the continuous VX1..VX8 file."""
+
+FUTURES_EXAMPLE = """
+D=../shared/data
+volbacktest futures --contracts $D/vix_futures_cfe/per_contract --out curve.csv \\
+    --plot-date 2017-02-23 --plot-date 2008-10-03 --vix $D/cboe_vix_index/VIX_History.csv
+"""
+
+ETN_EXAMPLE = """
+D=../shared/data
+volbacktest etn --contracts $D/vix_futures_cfe/per_contract --index short_term --kind long \\
+    --out vxx_sim.csv
+volbacktest etn --contracts $D/vix_futures_cfe/per_contract --kind inverse --out xiv_sim.csv \\
+    --continuous $D/vix_futures_continuous/vix_futures_VX1-VX8_with_VIX_SP500__quantintell.csv
+"""
+
+
+def default_fees() -> dict[str, float]:
+    """Annual fee of a note by kind: VXX's for long, XIV's for inverse."""
+    from volbacktest.engine.calculators.futures import VXX_ANNUAL_FEE, XIV_ANNUAL_FEE
+
+    return {"long": VXX_ANNUAL_FEE, "inverse": XIV_ANNUAL_FEE}
 
 
 def _date(text: str) -> pd.Timestamp:
+    import pandas as pd
+
     try:
         return pd.Timestamp(text).normalize()
     except (TypeError, ValueError) as exc:
@@ -57,19 +87,21 @@ def _leverage_change(text: str) -> tuple[str, float]:
         ) from exc
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p) -> None:
     p.add_argument(
         "--contracts",
         type=Path,
         required=True,
+        metavar="DIR",
         help="folder of per-contract CFE files CFE_<M><YY>_VX.csv",
     )
     p.add_argument(
         "--continuous",
         type=Path,
+        metavar="FILE",
         help="continuous VX1..VX8 file (quantintell layout) to extend the curve after the files",
     )
-    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="CSV file to write")
     p.add_argument(
         "--on-problem",
         choices=("raise", "warn"),
@@ -77,54 +109,100 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="a bad contract file (gap, zero settle, duplicate date) stops the run (default) "
         "or is reported as a warning; nothing is interpolated either way",
     )
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def _parser(command: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"run_backtest.py {command}", description=__doc__)
+def add_parser(subparsers, parents) -> None:
+    """The ``futures`` and ``etn`` subcommands."""
+    p = add_command(
+        subparsers,
+        "futures",
+        parents,
+        summary="VIX futures curve (F1..Fn, VXF30) and term-structure plots",
+        description=FUTURES_DESCRIPTION + COMMON,
+        example=FUTURES_EXAMPLE,
+    )
     _common(p)
-    if command == "futures":
-        p.add_argument("--n", type=int, default=8, help="contracts in the curve (F1..Fn)")
-        p.add_argument(
-            "--plot-date",
-            action="append",
-            default=[],
-            type=_date,
-            help="write a term-structure PNG for this date (repeatable)",
-        )
-        p.add_argument("--plot-out", type=Path, help="PNG path (default: OUT with _term.png)")
-        p.add_argument("--vix", type=Path, help="Cboe VIX history file: spot VIX on the plots")
-    else:
-        p.add_argument("--index", choices=("short_term", "mid_term"), default="short_term")
-        p.add_argument("--kind", choices=("long", "inverse"), default="long")
-        p.add_argument("--fee", type=float, help="annual fee, decimals (0.89 %% long, 1.35 %%)")
-        p.add_argument("--leverage", type=float, help="daily leverage (default +1 / -1)")
-        p.add_argument(
-            "--leverage-change",
-            action="append",
-            default=[],
-            type=_leverage_change,
-            help="DATE:LEVERAGE from that date on (e.g. SVXY 2018-02-27:-0.5); repeatable",
-        )
-        p.add_argument("--tbill-rate", type=float, default=0.0, help="91-day T-bill, decimals")
-        p.add_argument(
-            "--after-termination",
-            choices=("nan", "flat"),
-            default="nan",
-            help="after an acceleration event (>= 80 %% fall in a day): empty or flat values",
-        )
-        p.add_argument(
-            "--no-acceleration",
-            action="store_true",
-            help="a fund without the ETN's acceleration clause (e.g. SVXY)",
-        )
-        p.add_argument(
-            "--start",
-            default=None,
-            help="first index date, or 'auto' (after the last date a held contract is "
-            "unpriced; the default for mid_term)",
-        )
-    return p
+    p.add_argument(
+        "--n", type=int, default=8, metavar="N", help="contracts in the curve, F1..FN (default 8)"
+    )
+    p.add_argument(
+        "--plot-date",
+        action="append",
+        default=[],
+        type=_date,
+        metavar="DATE",
+        help="write a term-structure PNG for this date (repeatable)",
+    )
+    p.add_argument(
+        "--plot-out", type=Path, metavar="FILE", help="PNG path (default: OUT with _term.png)"
+    )
+    p.add_argument(
+        "--vix", type=Path, metavar="FILE", help="Cboe VIX history file: spot VIX on the plots"
+    )
+    p.set_defaults(handler=_futures)
+
+    p = add_command(
+        subparsers,
+        "etn",
+        parents,
+        summary="simulate a VIX futures index and a long or inverse ETN on it",
+        description=ETN_DESCRIPTION + COMMON,
+        example=ETN_EXAMPLE,
+    )
+    _common(p)
+    p.add_argument(
+        "--index",
+        choices=("short_term", "mid_term"),
+        default="short_term",
+        help="futures index: short_term (months 1-2, VXX) or mid_term (months 4-7, VXZ); "
+        "default short_term",
+    )
+    p.add_argument(
+        "--kind",
+        choices=("long", "inverse"),
+        default="long",
+        help="note on the index: long (+1x) or inverse (-1x); default long",
+    )
+    p.add_argument(
+        "--fee",
+        type=float,
+        help="annual fee, decimals (default 0.0089 long, 0.0135 inverse)",
+    )
+    p.add_argument("--leverage", type=float, help="daily leverage (default +1 long, -1 inverse)")
+    p.add_argument(
+        "--leverage-change",
+        action="append",
+        default=[],
+        type=_leverage_change,
+        metavar="DATE:LEVERAGE",
+        help="leverage from that date on (e.g. SVXY 2018-02-27:-0.5); repeatable",
+    )
+    p.add_argument(
+        "--tbill-rate",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="91-day T-bill rate, decimals, for the total-return index (default 0)",
+    )
+    p.add_argument(
+        "--after-termination",
+        choices=("nan", "flat"),
+        default="nan",
+        help="after an acceleration event (>= 80 %% fall in a day): empty (default) or flat values",
+    )
+    p.add_argument(
+        "--no-acceleration",
+        action="store_true",
+        help="a fund without the ETN's acceleration clause (e.g. SVXY)",
+    )
+    p.add_argument(
+        "--start",
+        default=None,
+        metavar="DATE",
+        help="first index date, or 'auto' (after the last date a held contract is "
+        "unpriced; the default for mid_term)",
+    )
+    p.set_defaults(handler=_etn)
 
 
 def _settles(args):
@@ -146,7 +224,7 @@ def _settles(args):
         matrix = splice_continuous(matrix, cont, sessions)
     summary = (
         f"{len(contracts.contracts)} contract files, {len(contracts.problems)} problems "
-        f"reported ({known} known issues; see --debug)"
+        f"reported ({known} known issues; -v lists them)"
     )
     return matrix, matrix_sessions(matrix), summary
 
@@ -158,6 +236,8 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 
 def curve_frame(curve: FuturesCurve, source: pd.Series) -> pd.DataFrame:
     """The ``futures`` subcommand's table: curve, VXF30 and its weight, and the data source."""
+    from volbacktest.engine.calculators.futures_curve import constant_maturity
+
     cm = constant_maturity(curve)
     out = curve.to_frame()
     out.insert(0, "source", source.reindex(out.index))
@@ -175,6 +255,8 @@ def pyplot():
 
 def plot_term_structure(curve: FuturesCurve, dates, path: Path, vix: pd.Series | None = None):
     """Settle against calendar days to expiry for each date (spot VIX at 0 days if given)."""
+    import pandas as pd
+
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for day in dates:
@@ -200,6 +282,8 @@ def plot_term_structure(curve: FuturesCurve, dates, path: Path, vix: pd.Series |
 
 
 def _futures(args) -> int:
+    from volbacktest.engine.calculators.futures_curve import futures_curve
+
     matrix, sessions, summary = _settles(args)
     curve = futures_curve(matrix, sessions, n=args.n)
     frame = curve_frame(curve, matrix.source)
@@ -215,11 +299,15 @@ def _futures(args) -> int:
         plot_term_structure(curve, args.plot_date, path, vix)
         lines.append(f"term structure ({', '.join(f'{d:%Y-%m-%d}' for d in args.plot_date)})")
         lines[-1] += f" -> {path}"
-    sys.stdout.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
     return 0
 
 
 def _etn(args) -> int:
+    import pandas as pd
+
+    from volbacktest.engine.calculators.futures_curve import futures_index, simulate_etn
+
     matrix, sessions, summary = _settles(args)
     start = args.start
     if start is None and args.index == "mid_term":
@@ -227,7 +315,7 @@ def _etn(args) -> int:
     elif start not in (None, "auto"):
         start = _date(start)
     index = futures_index(matrix, sessions, args.index, tbill_rate=args.tbill_rate, start=start)
-    fee = DEFAULT_FEES[args.kind] if args.fee is None else args.fee
+    fee = default_fees()[args.kind] if args.fee is None else args.fee
     leverage = DEFAULT_LEVERAGE[args.kind] if args.leverage is None else args.leverage
     if (leverage > 0) != (args.kind == "long"):
         raise ConfigError(
@@ -266,14 +354,5 @@ def _etn(args) -> int:
     ]
     if etn.terminated:
         lines.append(f"acceleration event on {etn.termination_date:%Y-%m-%d}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
     return 0
-
-
-def main(argv: list[str]) -> int:
-    """Entry point from ``engine.cli``: ``argv[0]`` is ``futures`` or ``etn``."""
-    if not argv or argv[0] not in ("futures", "etn"):
-        raise ConfigError("engine.futures_cli.main expects argv[0] to be 'futures' or 'etn'")
-    command = argv[0]
-    args = _parser(command).parse_args(argv[1:])
-    return _futures(args) if command == "futures" else _etn(args)

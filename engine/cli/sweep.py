@@ -1,47 +1,77 @@
-"""``run_backtest.py sweep SWEEP.yaml [--executor local|dask|vectorised] [--scheduler ADDR]
-[--workers N] [--resume] [--out DIR]``: run a parameter sweep (or walk-forward) and write its
-results folder: ``sweep.sqlite`` (every run), ``ranking.csv``, ``drift.csv`` and
-``report/report.html`` with PNG and CSV files beside it."""
+"""``volbacktest sweep SWEEP.yaml [--executor vectorised|local|dask] ...``: run a parameter
+sweep (or walk-forward) and write its results folder: ``sweep.sqlite`` (every run),
+``ranking.csv``, ``drift.csv`` and ``report/report.html`` with PNG and CSV files beside it.
+Exit status 1 when the event-driven re-run of the best runs drifts from the fast path."""
 
 from __future__ import annotations
 
-import argparse
-import sys
+import dataclasses
 from pathlib import Path
 
-from volbacktest.engine.sweep.execute import ExecutorOptions
+from .common import add_command, add_data_root, data_root
+
+DESCRIPTION = """\
+Run a parameter sweep defined by a backtest config plus a `sweep:` block (and optionally
+`split:` for walk-forward) and write its results folder: sweep.sqlite (every run), ranking.csv,
+drift.csv and report/report.html. The best runs are re-run event-driven to check the fast path
+(exit status 1 when they drift). Options given here override the file's `sweep:` values."""
+
+EXAMPLE = """
+volbacktest sweep configs/sweeps/vratio_grid.yaml
+volbacktest sweep configs/sweeps/vratio_grid.yaml --executor local --workers 2
+volbacktest sweep configs/sweeps/vratio_grid.yaml --executor dask --scheduler tcp://HOST:8786
+volbacktest sweep configs/sweeps/vratio_walkforward.yaml --data-root ../shared/data
+"""
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="run_backtest.py sweep",
-        description="Run a parameter sweep defined by a backtest config plus a `sweep:` block "
-        "(and optionally `split:` for walk-forward).",
+def add_parser(subparsers, parents) -> None:
+    p = add_command(
+        subparsers,
+        "sweep",
+        parents,
+        summary="run a parameter sweep or walk-forward from a sweep YAML",
+        description=DESCRIPTION,
+        example=EXAMPLE,
     )
-    p.add_argument("sweep", type=Path, help="sweep YAML file")
+    p.add_argument("sweep", type=Path, metavar="SWEEP", help="sweep YAML file")
     p.add_argument(
         "--executor",
         choices=["vectorised", "local", "dask"],
         help="vectorised: array fast path (default from the file, else vectorised); local: "
         "event-driven in a process pool; dask: event-driven on a Dask cluster",
     )
-    p.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
-    p.add_argument("--workers", type=int, help="processes for --executor local")
-    p.add_argument("--resume", action="store_true", help="continue a sweep in the same folder")
-    p.add_argument("--out", type=Path, help="results root (default: the config's report.out_dir)")
-    p.add_argument("--top", type=int, help="best runs re-run event-driven and reported")
-    p.add_argument("--chunk-size", type=int, help="runs per vectorised pass")
-    p.add_argument("--batch-size", type=int, help="runs per event-driven backtrader pass")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="Dask scheduler address for --executor dask, e.g. tcp://10.0.0.5:8786",
+    )
+    p.add_argument("--workers", type=int, metavar="N", help="processes for --executor local")
+    p.add_argument(
+        "--resume", action="store_true", help="continue a sweep stored in the same folder"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="results root (default: the config's report.out_dir); the sweep writes DIR/<name>/",
+    )
+    p.add_argument(
+        "--top", type=int, metavar="N", help="best runs re-run event-driven and reported"
+    )
+    p.add_argument("--chunk-size", type=int, metavar="N", help="runs per vectorised pass")
+    p.add_argument(
+        "--batch-size", type=int, metavar="N", help="runs per event-driven backtrader pass"
+    )
     p.add_argument(
         "--start-method",
         choices=["forkserver", "spawn", "fork"],
         help="local pool process start method (default forkserver where available, else spawn)",
     )
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    p.add_argument("--no-tearsheet", action="store_true", help="skip pyfolio tear sheets")
+    p.add_argument("--no-tearsheet", action="store_true", help="skip the pyfolio tear sheets")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    return p
+    add_data_root(p)
+    p.set_defaults(handler=run)
 
 
 def _summary(outcome) -> str:
@@ -84,12 +114,15 @@ def _summary(outcome) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv[1:])
+def run(args) -> int:
+    from volbacktest.engine.sweep.execute import ExecutorOptions
     from volbacktest.engine.sweep.run import run_sweep
     from volbacktest.engine.sweep.spec import load_sweep
 
     plan = load_sweep(args.sweep)
+    root = data_root(args.data_root)
+    if root is not None:  # a new plan around the overridden base config (the spec is unchanged)
+        plan = dataclasses.replace(plan, base=plan.base.with_overrides(**{"data.root": root}))
     opts = ExecutorOptions(
         kind=args.executor or plan.spec.executor,
         workers=args.workers or plan.spec.workers,
@@ -108,5 +141,5 @@ def main(argv: list[str]) -> int:
         report=not args.no_report,
         tearsheets=not args.no_tearsheet,
     )
-    sys.stdout.write(_summary(outcome) + "\n")
+    print(_summary(outcome))
     return 1 if outcome.drifted else 0

@@ -1,10 +1,10 @@
-"""``run_backtest.py vix``: a VIX / iVIX history from an option-chain file.
+"""``volbacktest vix``: a VIX / iVIX history from an option-chain file.
 
-    python run_backtest.py vix --preset sse_ivix \\
+    volbacktest vix --preset sse_ivix \\
         --chains ../shared/data/china_50etf/50etf_options_daily_joinquant__TanTzs.csv \\
         --underlying ../shared/data/china_50etf/510050_daily_unadjusted__zsh-a.csv \\
-        --rates ../shared/data/china_50etf/shibor__Alexdachen.csv --out ivix.csv
-    python run_backtest.py vix --preset cboe \\
+        --rates ../shared/data/china_50etf/shibor__Alexdachen.csv --carry-rates --out ivix.csv
+    volbacktest vix --preset cboe --set max_next_days=null \\
         --chains ../shared/data/us_option_chains/SPX-Options-24jan2011.csv --rate 0.0012 \\
         --out vix.csv
 
@@ -26,42 +26,104 @@ file ends 2018-07-13). ``--set field=value`` overrides any ``VixMethod`` field, 
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
-
-import pandas as pd
-import yaml
+from typing import TYPE_CHECKING
 
 from volbacktest.engine.errors import ConfigError, DataError, DataNotFoundError
+
+from .common import add_command
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("auto", "50etf", "gs", "spx_table", "csv", "parquet")
 
+DESCRIPTION = """\
+VIX / iVIX history from a whole option-chain file: one row per trade date with vix30, vix60,
+status (ok, or why the date has no value), the underlying close when known and the per-term
+diagnostics of the near, next and third terms; --terms also writes every (date, expiry) term.
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="run_backtest.py vix",
-        description="VIX / iVIX history (date, vix30, vix60, status, per-term diagnostics) "
-        "from a whole option-chain file.",
+chain formats (--format, detected from the file when auto):
+  50etf      JoinQuant 50ETF closes (--underlying the 510050 file, --contracts the contract list)
+  gs         GS vendor file
+  spx_table  Cboe delayed quote table (its quote time is the valuation time)
+  csv        the engine's long chain schema (trade_date, expiry, cp, strike, ...)
+  parquet    a folder written by data.chains.write_partitioned (computed partition by partition)
+rates: a SHIBOR file (--rates, cubic spline per expiry) or a constant --rate."""
+
+EXAMPLE = """
+D=../shared/data/china_50etf
+volbacktest vix --preset sse_ivix --chains $D/50etf_options_daily_joinquant__TanTzs.csv \\
+    --underlying $D/510050_daily_unadjusted__zsh-a.csv --rates $D/shibor__Alexdachen.csv \\
+    --carry-rates --out ivix.csv
+volbacktest vix --preset cboe --rate 0.0012 --set max_next_days=null --out vix.csv \\
+    --chains ../shared/data/us_option_chains/SPX-Options-24jan2011.csv
+"""
+
+
+def add_parser(subparsers, parents) -> None:
+    p = add_command(
+        subparsers,
+        "vix",
+        parents,
+        summary="compute a VIX / iVIX history from an option-chain file",
+        description=DESCRIPTION,
+        example=EXAMPLE,
     )
-    p.add_argument("--preset", default="sse_ivix", help="cboe | cboe_2009 | sse_ivix")
-    p.add_argument("--chains", required=True, type=Path, help="option-chain file or folder")
-    p.add_argument("--format", default="auto", choices=FORMATS, help="chain file layout")
-    p.add_argument("--underlying", type=Path, help="underlying closes (date, close columns)")
-    p.add_argument("--contracts", type=Path, help="50ETF contract list (50etf format)")
+    p.add_argument(
+        "--preset",
+        default="sse_ivix",
+        metavar="NAME",
+        help="VIX method preset: cboe, cboe_2009 or sse_ivix (default: %(default)s)",
+    )
+    p.add_argument(
+        "--chains", required=True, type=Path, metavar="PATH", help="option-chain file or folder"
+    )
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=FORMATS,
+        help="chain file layout (default: detected from the file)",
+    )
+    p.add_argument(
+        "--underlying",
+        type=Path,
+        metavar="FILE",
+        help="underlying closes (a date column first, and a close column)",
+    )
+    p.add_argument(
+        "--contracts", type=Path, metavar="FILE", help="50ETF contract list (50etf format only)"
+    )
     rates = p.add_mutually_exclusive_group()
-    rates.add_argument("--rates", type=Path, help="SHIBOR file (percent, tenors ON..1Y)")
-    rates.add_argument("--rate", type=float, help="constant continuously compounded rate")
-    p.add_argument("--carry-rates", action="store_true", help="carry SHIBOR past its end")
-    p.add_argument("--start", help="first trade date (YYYY-MM-DD)")
-    p.add_argument("--end", help="last trade date (YYYY-MM-DD)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
-    p.add_argument("--out", required=True, type=Path, help="output CSV")
-    p.add_argument("--terms", type=Path, help="also write every (date, expiry) term here")
-    p.add_argument("--debug", action="store_true")
-    return p
+    rates.add_argument(
+        "--rates", type=Path, metavar="FILE", help="SHIBOR file (percent, tenors ON..1Y)"
+    )
+    rates.add_argument(
+        "--rate", type=float, help="constant continuously compounded rate, decimal (0.02)"
+    )
+    p.add_argument(
+        "--carry-rates",
+        action="store_true",
+        help="carry the last SHIBOR curve past the file's end (the shared file ends 2018-07-13)",
+    )
+    p.add_argument("--start", metavar="DATE", help="first trade date (YYYY-MM-DD)")
+    p.add_argument("--end", metavar="DATE", help="last trade date (YYYY-MM-DD)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a VixMethod field, e.g. --set min_near_days=1 (repeatable)",
+    )
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output CSV")
+    p.add_argument(
+        "--terms", type=Path, metavar="FILE", help="also write every (date, expiry) term here"
+    )
+    p.set_defaults(handler=run)
 
 
 def detect_format(path: Path) -> str:
@@ -89,6 +151,8 @@ def detect_format(path: Path) -> str:
 
 
 def _parse_overrides(items: list[str]) -> dict:
+    import yaml
+
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -99,6 +163,8 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def _read_csv_chain(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     chain = pd.read_csv(path)
     for c in ("trade_date", "expiry"):
         try:
@@ -110,6 +176,8 @@ def _read_csv_chain(path: Path) -> pd.DataFrame:
 
 def _underlying_closes(path: Path) -> pd.Series:
     """Closes by date from a CSV whose first column is the date and which has ``close``."""
+    import pandas as pd
+
     if not path.is_file():
         raise DataNotFoundError(f"--underlying {path}: no such file")
     frame = pd.read_csv(path)
@@ -160,6 +228,8 @@ def _rates(args):
 
 def compute(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-date table, per-term table) for parsed arguments."""
+    import pandas as pd
+
     from volbacktest.engine.calculators.vix import compute_vix, get_method
 
     overrides = _parse_overrides(args.overrides)
@@ -169,7 +239,7 @@ def compute(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     rates = _rates(args)
     fmt = detect_format(args.chains) if args.format == "auto" else args.format
     if fmt == "parquet":  # partition by partition: the history never sits in memory
-        from volbacktest.engine.calculators.vix import compute_vix_partitioned
+        from volbacktest.data.vix_history import compute_vix_partitioned
 
         res = compute_vix_partitioned(args.chains, method, rates, start=args.start, end=args.end)
         table = res.index.copy()
@@ -198,10 +268,7 @@ def compute(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, res.terms
 
 
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] != "vix":
-        raise ConfigError("engine.vix_cli.main expects argv[0] == 'vix'")
-    args = _parser().parse_args(argv[1:])
+def run(args) -> int:
     table, terms = compute(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, date_format="%Y-%m-%d")
@@ -218,5 +285,5 @@ def main(argv: list[str]) -> int:
     if len(ok):
         lines.append(f"vix30 mean {ok.mean():.2f}, min {ok.min():.2f}, max {ok.max():.2f}")
     lines.append(f"written: {args.out}")
-    print("\n".join(lines))  # noqa: T201 - the CLI's own output
+    print("\n".join(lines))
     return 0

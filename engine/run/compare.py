@@ -1,12 +1,12 @@
 """Comparison reports: one self-contained HTML file, with PNG and CSV beside it.
 
-``run_backtest.py compare A.yaml B.yaml ...`` runs each config and writes the report; every sweep
+``volbacktest compare A.yaml B.yaml ...`` runs each config and writes the report; every sweep
 writes one too (:func:`write_sweep_report`). The HTML needs no network: inline CSS, no
 JavaScript, every image embedded as a base64 PNG ``data:`` URI. Sections:
 
 * metrics table (and fill mode; look-ahead runs are flagged);
 * equity curves, drawdowns, rolling Sharpe (126 bars), monthly-returns heatmaps;
-* a pyfolio-reloaded returns tear sheet per strategy (``engine.report.plot_tearsheet``);
+* a pyfolio-reloaded returns tear sheet per strategy (``engine.run.report.plot_tearsheet``);
 * for sweeps: the ranking, the fast-path drift check, a parameter heatmap of the rank metric
   (two-dimensional grids; with more axes the two longest, averaged over the others) and a
   robustness view — each cell's metric averaged with its neighbours (3 x 3 in the grid, ±1 for
@@ -19,12 +19,10 @@ Every figure is also written as PNG and every table as CSV in the same folder.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime as dt
 import html
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +30,9 @@ import numpy as np
 import pandas as pd
 
 from volbacktest.engine.errors import require_extra
+from volbacktest.engine.execution.metrics import SUMMARY_METRICS, rolling_sharpe
 from volbacktest.engine.execution.result import BacktestResult
+from volbacktest.engine.run.report import plot_tearsheet
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,6 @@ def drawdown_frame(results: Sequence[BacktestResult]) -> pd.DataFrame:
 
 
 def rolling_sharpe_frame(results: Sequence[BacktestResult]) -> pd.DataFrame:
-    from volbacktest.engine.sweep.metrics import rolling_sharpe
-
     return pd.DataFrame({r.label: rolling_sharpe(r.returns, ROLLING_SHARPE_BARS) for r in results})
 
 
@@ -242,8 +240,6 @@ def _page(title: str, sections: Sequence[str]) -> str:
 
 
 def metrics_frame(results: Sequence[BacktestResult]) -> pd.DataFrame:
-    from volbacktest.engine.sweep.metrics import SUMMARY_METRICS
-
     keep = [*SUMMARY_METRICS, "start", "end", "fill", "rule"]
     rows = {r.label: {k: r.metrics.get(k) for k in keep} for r in results}
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -290,8 +286,6 @@ def _strategy_sections(results: Sequence[BacktestResult], out: Path, tearsheets:
         ),
     ]
     if tearsheets:
-        from volbacktest.engine.run.report import plot_tearsheet
-
         imgs = []
         for i, r in enumerate(results):
             path = out / f"tearsheet_{i:02d}_{r.label}.png"
@@ -476,29 +470,3 @@ def write_sweep_report(
         tearsheets=tearsheets,
         lead_sections=lead,
     )
-
-
-# --------------------------------------------------------------------------- CLI
-def main(argv: list[str]) -> int:
-    """``run_backtest.py compare A.yaml B.yaml ... [--out DIR] [--no-tearsheet]``."""
-    p = argparse.ArgumentParser(
-        prog="run_backtest.py compare",
-        description="Run several configs and write one self-contained HTML comparison report "
-        "(with PNG and CSV files beside it).",
-    )
-    p.add_argument("configs", nargs="+", type=Path, help="YAML config files")
-    p.add_argument("--out", type=Path, help="report folder (default: <out_dir>/compare)")
-    p.add_argument("--no-tearsheet", action="store_true", help="skip the pyfolio tear sheets")
-    p.add_argument("--title", default="Strategy comparison")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = p.parse_args(argv[1:])
-    from volbacktest.engine.cli import load_configs
-    from volbacktest.engine.run.report import format_table
-    from volbacktest.engine.run.runner import run_backtest
-
-    configs = load_configs(args.configs)
-    results = [run_backtest(cfg) for cfg in configs]
-    out = args.out or Path(configs[0].report.out_dir) / "compare"
-    path = write_report(results, out, title=args.title, tearsheets=not args.no_tearsheet)
-    sys.stdout.write(format_table(results) + f"\n\nreport: {path}\n")
-    return 0
