@@ -1,7 +1,12 @@
 """The strategy registry: every strategy by name with its typed parameter model.
 
 Registration is explicit (no import-time discovery). An unknown name raises a ConfigError that
-lists the valid names with a did-you-mean suggestion.
+lists the valid names with a did-you-mean suggestion. Registering a name again replaces the entry
+when the new decision function is the same definition (same module and qualified name: a re-run
+notebook cell or a reloaded module) and raises for a different strategy under that name.
+
+A strategy of one's own need not be registered at all: ``volbacktest.strategy`` makes a
+:class:`StrategySpec` that ``volbacktest.run(..., strategy=spec)`` uses for that run only.
 """
 
 from __future__ import annotations
@@ -16,9 +21,26 @@ from .base import StrategyParams, StrategySpec
 REGISTRY: dict[str, StrategySpec] = {}
 
 
+def _definition(spec: StrategySpec) -> tuple[str, str] | None:
+    """Where the decision function is defined (module, qualified name), if it says."""
+    module = getattr(spec.decide, "__module__", None)
+    qualname = getattr(spec.decide, "__qualname__", None)
+    return (module, qualname) if module and qualname else None
+
+
 def register(spec: StrategySpec) -> StrategySpec:
-    if spec.name in REGISTRY:
-        raise ValueError(f"strategy {spec.name!r} is already registered")
+    """Add ``spec`` under ``spec.name``. A name already registered is replaced when the new
+    decision function has the same module and qualified name (the same definition, run again);
+    a different strategy under an existing name raises ValueError."""
+    old = REGISTRY.get(spec.name)
+    if old is not None and old is not spec:
+        where = _definition(old)
+        if where is None or where != _definition(spec):
+            shown = ".".join(where) if where else repr(old.decide)
+            raise ValueError(
+                f"strategy {spec.name!r} is already registered (decision function {shown}); "
+                "choose another name"
+            )
     REGISTRY[spec.name] = spec
     return spec
 

@@ -10,9 +10,9 @@ A strategy's decision is written once, as ``decide(inputs, params) -> weights``:
 
 The function must be causal and prefix-stable: row t depends only on ``inputs[: t + 1]`` and is
 identical whether computed over the full history or over a prefix (use
-``engine.calculators.rolling``). The backtrader executor (``engine.bt``) reads the rows bar by bar
-and the vectorised sweep executor evaluates the same function over a parameter grid, so the
-signal logic exists once.
+``engine.calculators.rolling``). The backtrader executor (``engine.execution.bt``) reads the
+rows bar by bar and the vectorised sweep executor evaluates the same function over a parameter
+grid, so the signal logic exists once.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ DecideFn = Callable[[Inputs, StrategyParams], np.ndarray]
 
 @dataclass(frozen=True)
 class StrategySpec:
-    """A registered strategy: its name, parameter model and decision function."""
+    """A strategy: its name, parameter model and decision function (registered in
+    ``volbacktest.strategies``, or a user's own from ``@volbacktest.strategy``)."""
 
     name: str
     params_model: type[StrategyParams]

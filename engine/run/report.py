@@ -90,13 +90,16 @@ def _title(r: BacktestResult) -> str:
     return f"{r.label} — {r.metrics['rule']} — fill: {r.metrics['fill']}"
 
 
-def plot_equity(result: BacktestResult, path: Path) -> None:
-    plt = _pyplot()
+def equity_figure(result: BacktestResult):
+    """Equity (log scale) and drawdown as a matplotlib Figure, outside pyplot's figure manager
+    (nothing is shown, written or switched: the caller saves or displays it)."""
+    require_extra("matplotlib", "dev")
+    from matplotlib.figure import Figure
+
     eq = result.equity
     dd = eq / eq.cummax() - 1.0
-    fig, (ax1, ax2) = plt.subplots(
-        2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
+    fig = Figure(figsize=(10, 6))
+    ax1, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax1.plot(eq.index, eq.to_numpy())
     ax1.set_yscale("log")
     ax1.set_ylabel("equity")
@@ -104,13 +107,20 @@ def plot_equity(result: BacktestResult, path: Path) -> None:
     ax2.fill_between(dd.index, dd.to_numpy(), 0.0, color="tab:red", alpha=0.5)
     ax2.set_ylabel("drawdown")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return fig
 
 
-def plot_tearsheet(result: BacktestResult, path: Path) -> None:
-    """pyfolio-reloaded's returns tear sheet (third-party deprecation noise is contained here)."""
-    plt = _pyplot()
+def plot_equity(result: BacktestResult, path: Path) -> None:
+    """Equity and drawdown written to ``path`` (no pyplot involved)."""
+    equity_figure(result).savefig(path, dpi=90)
+
+
+def tearsheet_figure(result: BacktestResult):
+    """pyfolio-reloaded's returns tear sheet as a matplotlib Figure, released from pyplot's
+    figure manager (third-party deprecation noise and printed tables are contained here)."""
+    require_extra("matplotlib", "dev")
+    import matplotlib.pyplot as plt
+
     # pyfolio prints its tables through IPython.display (to stdout) and emits pandas/matplotlib
     # deprecation warnings of its own; both are contained here
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -118,8 +128,14 @@ def plot_tearsheet(result: BacktestResult, path: Path) -> None:
         pf = require_extra("pyfolio", "dev")
         fig = pf.create_returns_tear_sheet(result.returns, return_fig=True)
     fig.suptitle(_title(result), fontsize=10, y=1.0)
-    fig.savefig(path, dpi=60, bbox_inches="tight")
-    plt.close(fig)
+    plt.close(fig)  # the caller owns it: pyplot neither shows nor keeps it
+    return fig
+
+
+def plot_tearsheet(result: BacktestResult, path: Path) -> None:
+    """pyfolio-reloaded's returns tear sheet written to ``path`` (headless)."""
+    _pyplot()
+    tearsheet_figure(result).savefig(path, dpi=60, bbox_inches="tight")
 
 
 def write_run(result: BacktestResult, out_dir: Path) -> Path:

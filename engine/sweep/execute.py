@@ -12,7 +12,9 @@ from typing import Literal
 
 from volbacktest.engine.errors import ConfigError, MissingExtraError, require_extra
 
-from .pool import DEFAULT_BATCH
+from .dask_executor import run_dask
+from .fast import run_fast
+from .pool import DEFAULT_BATCH, batches, run_local
 from .records import MarketCache, RunRecord
 from .spec import SweepPlan
 from .store import ResultsStore
@@ -38,6 +40,21 @@ class ExecutorOptions:
             raise ConfigError(
                 "--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)"
             )
+
+
+def check_executor(plan: SweepPlan, kind: str) -> None:
+    """The pool and Dask workers rebuild each combination's config from its resolved mapping,
+    where only registered strategies exist: a user's strategy (``strategy=``) runs in-process
+    on the vectorised executor only."""
+    user = plan.base.user_strategy
+    if user is None or kind == "vectorised":
+        return
+    raise ConfigError(
+        f"sweep.executor: {kind!r} rebuilds every combination in worker processes, which know "
+        f"only registered strategies, not {user.name!r} given with strategy=; use "
+        "executor: vectorised (it runs in this process), or register the strategy "
+        "(volbacktest.strategies.register) in a module the workers import"
+    )
 
 
 @dataclass(frozen=True)
@@ -96,24 +113,16 @@ def _records(
 ) -> Iterator[RunRecord]:
     todo = (c for c in plan.iter_combos(overrides) if c.run_id not in done)
     if opts.kind == "vectorised":
-        from .fast import run_fast
-
         return run_fast(todo, chunk_size=opts.chunk_size, markets=markets, segment=segment)
-    from .pool import batches
-
     base_cfg = plan.config_for({}, overrides)[1]
     market = markets.get(base_cfg)  # prepared once, handed to every worker
     preload = [(plan.resolved_for({}, overrides), pickle.dumps(market))]
     work = batches(todo, opts.batch_size, segment)
     if opts.kind == "local":
-        from .pool import run_local
-
         return run_local(
             work, workers=opts.workers, preload=preload, start_method=opts.start_method
         )
     require_extra("distributed", "dask")
-    from .dask_executor import run_dask
-
     return run_dask(work, scheduler=opts.scheduler, preload=preload)
 
 
@@ -128,6 +137,7 @@ def execute(
 ) -> ExecuteStats:
     """Run every combination of ``plan`` not yet in ``store`` (``overrides``: dotted paths set
     on every combination, e.g. a walk-forward window's dates; ``segment`` labels the rows)."""
+    check_executor(plan, opts.kind)
     markets = markets or MarketCache()
     markets.get(plan.config_for({}, overrides)[1])  # before the clock; errors surface here
     total = plan.count()

@@ -18,9 +18,10 @@ import pandas as pd
 
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.execution.vectorised import fast_backtest
+from volbacktest.engine.run.compare import write_sweep_report
 from volbacktest.engine.run.runner import run_backtest
 
-from .execute import ExecuteStats, ExecutorOptions, execute
+from .execute import ExecuteStats, ExecutorOptions, check_executor, execute
 from .records import STATUS_OK, MarketCache, params_of_row
 from .spec import SweepPlan
 from .store import ResultsStore
@@ -109,6 +110,7 @@ def run_sweep(
         batch_size=plan.spec.batch_size,
         start_method=plan.spec.start_method,
     )
+    check_executor(plan, opts.kind)  # before the store folder is made
     markets = markets or MarketCache()
     folder = Path(out if out is not None else plan.base.report.out_dir) / plan.name
     store = ResultsStore.open(
@@ -148,8 +150,6 @@ def run_sweep(
         drift.to_csv(folder / "drift.csv", index=False, float_format="%.6g")
         report_path = None
         if report:
-            from volbacktest.engine.run.compare import write_sweep_report
-
             report_path = write_sweep_report(
                 plan,
                 frame,

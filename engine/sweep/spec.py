@@ -22,8 +22,8 @@ A key without a dot names a strategy parameter (``window`` is ``strategy.params.
 Every combination is validated as a full config; its run id is a hash of its resolved config
 (``name`` and ``report`` excluded: they do not change results), so a combination has the same id
 in every sweep, executor and resume. The base config and each swept value are validated when
-the file is loaded, with messages in the style of ``engine.config``: file, key path, bad value,
-valid choices.
+the file is loaded, with messages in the style of ``inputs.config``: file, key path, bad
+value, valid choices.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from volbacktest.engine.inputs.config import (
     config_from_mapping,
     read_yaml,
 )
+from volbacktest.strategies.base import StrategySpec
 
 from .metrics import LOWER_IS_BETTER, METRIC_NAMES
 
@@ -395,7 +396,7 @@ class SweepPlan:
         rid = run_id_of(raw)
         raw["name"] = f"{self.base.name}-{rid[:8]}"
         try:
-            cfg = config_from_mapping(raw)
+            cfg = config_from_mapping(raw, strategy=self.base.user_strategy)
         except ConfigError as exc:
             shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
             raise ConfigError(f"{self._where}sweep combination ({shown}): {exc}") from None
@@ -514,7 +515,9 @@ class SweepPlan:
                     )
             for v in values:
                 try:
-                    config_from_mapping(self.resolved_for({name: v}))
+                    config_from_mapping(
+                        self.resolved_for({name: v}), strategy=self.base.user_strategy
+                    )
                 except ConfigError as exc:
                     raise ConfigError(
                         f"{self._where}sweep.{block}.{name}: value {v!r} is not valid: {exc}"
@@ -532,8 +535,12 @@ def _validate_block(model: type[BaseModel], raw, key: str, source):
         _raise_validation(exc, model, source, prefix=(key,))
 
 
-def plan_from_mapping(raw: Mapping, source: Path | str | None = None) -> SweepPlan:
-    """Split ``sweep:``/``split:`` off a mapping, validate the rest as a backtest config."""
+def plan_from_mapping(
+    raw: Mapping, source: Path | str | None = None, *, strategy: StrategySpec | None = None
+) -> SweepPlan:
+    """Split ``sweep:``/``split:`` off a mapping, validate the rest as a backtest config
+    (``strategy``: a user's strategy not in the registry, as in ``config_from_mapping``; only
+    the in-process vectorised executor can run it)."""
     where = f"{source}: " if source else ""
     raw = dict(raw)
     sweep_raw = raw.pop("sweep", None)
@@ -543,7 +550,7 @@ def plan_from_mapping(raw: Mapping, source: Path | str | None = None) -> SweepPl
             f"{where}sweep: required block is missing; a sweep file is a backtest config plus "
             "`sweep:` (see configs/sweeps/vratio_grid.yaml)"
         )
-    base = config_from_mapping(raw, source=source)
+    base = config_from_mapping(raw, source=source, strategy=strategy)
     spec = _validate_block(SweepSpec, sweep_raw, "sweep", source)
     split = None if split_raw is None else _validate_block(SplitSpec, split_raw, "split", source)
     src = Path(source) if source else None
