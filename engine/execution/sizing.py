@@ -90,11 +90,16 @@ def order_sizes(
     shape of ``weights``: positive = buy, negative = sell, exactly 0.0 = no order (dust
     included, see the module docstring).
     """
-    one = np.ndim(weights) == 1
-    w = np.nan_to_num(np.atleast_2d(np.asarray(weights, dtype=np.float64)))
-    n = np.atleast_2d(np.asarray(holdings, dtype=np.float64))
-    p = np.atleast_2d(np.asarray(prices, dtype=np.float64))
-    cash = np.atleast_1d(np.asarray(cash, dtype=np.float64))
+    w = np.asarray(weights, dtype=np.float64)
+    n = np.asarray(holdings, dtype=np.float64)
+    p = np.asarray(prices, dtype=np.float64)
+    cash = np.asarray(cash, dtype=np.float64)
+    one = w.ndim == 1
+    if one:
+        w, n, p, cash = w[None], n[None], p[None], cash.reshape(1)
+    nan = np.isnan(w)
+    if nan.any():
+        w = np.where(nan, 0.0, w)
     gross = np.abs(w).sum(axis=1)
     over = gross > max_gross_leverage
     if over.any():

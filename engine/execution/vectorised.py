@@ -30,6 +30,7 @@ the closes. The conformance tests (``tests/test_sweep_conformance.py``) hold thi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -264,6 +265,11 @@ def _execute(book: _Book, rows, asset, size, base_price, bars, ex: ExecutionConf
     return rejected
 
 
+@functools.lru_cache(maxsize=16)
+def _costs(ex: ExecutionConfig) -> CostModel:
+    return CostModel.of(ex)
+
+
 def _rebalance_step(book, rows, weights, prices, bars, ex: ExecutionConfig, log) -> np.ndarray:
     """The one sizing rule (``execution.sizing.order_sizes``) for many runs at once, then the
     broker executions."""
@@ -273,7 +279,7 @@ def _rebalance_step(book, rows, weights, prices, bars, ex: ExecutionConfig, log)
         held,
         book.cash[rows],
         prices,
-        CostModel.of(ex),
+        _costs(ex),
         integer_lot=ex.lot_size if ex.sizing == "integer" else None,
         max_gross_leverage=ex.max_gross_leverage,
     )
@@ -285,19 +291,25 @@ def _send_orders(book, rows, held_before, delta, prices, bars, ex, log) -> np.nd
     sells first, then buys, in asset order; a trade crossing zero goes out as two legs, close
     then open (``sizing.order_legs``)."""
     rejected = np.zeros(len(rows), dtype=np.int64)
-    for phase_buy in (False, True):
+    first, second = order_legs(held_before, delta)
+    crossing = second != 0.0
+    any_cross = bool(crossing.any())
+    sent = delta != 0.0
+    buys = delta > 0
+    for phase in (sent & ~buys, sent & buys):
         for j in range(delta.shape[1]):
-            sel = np.flatnonzero((delta[:, j] != 0.0) & ((delta[:, j] > 0) == phase_buy))
+            sel = np.flatnonzero(phase[:, j])
             if not len(sel):
                 continue
-            first, second = order_legs(held_before[sel, j], delta[sel, j])
-            rejected[sel] += _execute(book, rows[sel], j, first, prices[sel, j], bars[sel], ex, log)
-            two = np.flatnonzero(second != 0.0)
-            if len(two):
-                idx = sel[two]
-                rejected[idx] += _execute(
-                    book, rows[idx], j, second[two], prices[idx, j], bars[idx], ex, log
-                )
+            rejected[sel] += _execute(
+                book, rows[sel], j, first[sel, j], prices[sel, j], bars[sel], ex, log
+            )
+            if any_cross:
+                two = sel[crossing[sel, j]]
+                if len(two):
+                    rejected[two] += _execute(
+                        book, rows[two], j, second[two, j], prices[two, j], bars[two], ex, log
+                    )
     return rejected
 
 

@@ -176,16 +176,18 @@ class BacktestConfig(_Model):
     @property
     def spec(self) -> StrategySpec:
         """The strategy run: the user's own when the config carries one, else the registry's."""
-        return _strategy_spec(self.strategy, self._user_strategy)
+        return _strategy_spec(self.strategy, self.user_strategy)
 
     @property
     def user_strategy(self) -> StrategySpec | None:
         """The user's strategy this config was built with (None: a registered strategy)."""
-        return self._user_strategy
+        # read from pydantic's private store directly: ``self._user_strategy`` goes through
+        # BaseModel.__getattr__, and executors read ``cfg.plan`` once per run
+        return self.__pydantic_private__["_user_strategy"]
 
     @property
     def params(self) -> StrategyParams:
-        return _strategy_params(self.strategy, self._user_strategy)
+        return _strategy_params(self.strategy, self.user_strategy)
 
     @property
     def filter_params(self) -> tuple:
@@ -215,7 +217,7 @@ class BacktestConfig(_Model):
             for k in keys[:-1]:
                 node = node.setdefault(k, {})
             node[keys[-1]] = value
-        return config_from_mapping(raw, source=self.source_file, strategy=self._user_strategy)
+        return config_from_mapping(raw, source=self.source_file, strategy=self.user_strategy)
 
 
 def _strategy_spec(sc: StrategyConfig, user: StrategySpec | None = None) -> StrategySpec:
