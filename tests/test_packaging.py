@@ -31,9 +31,9 @@ def _pip(*args: str, cwd: Path | None = None) -> None:
 def installed(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("wheel")
     wheels, target, elsewhere = root / "dist", root / "site", root / "notebook"
-    _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO))
+    _pip("wheel", "--no-deps", "-w", str(wheels), str(REPO))  # isolated build: setuptools>=68
     (wheel,) = wheels.glob("volbacktest-*.whl")
-    _pip("install", "--no-deps", "--no-build-isolation", "--target", str(target), str(wheel))
+    _pip("install", "--no-deps", "--target", str(target), str(wheel))
     elsewhere.mkdir()
     (elsewhere / "strategies.py").write_text("raise ImportError('the user strategies.py')\n")
     (elsewhere / "data").mkdir()
