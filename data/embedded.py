@@ -39,17 +39,21 @@ def embedded_names() -> tuple[str, ...]:
     return tuple(sorted(GENERATOR_OF))
 
 
+def generator_of(name: str) -> str:
+    """The generator that provides dataset ``name`` (ConfigError listing the names if none)."""
+    if name not in GENERATOR_OF:
+        raise ConfigError(
+            f"dataset {name!r} is not in the synthetic market; it provides: "
+            f"{', '.join(embedded_names())} (or set data.source: shared)"
+        )
+    return GENERATOR_OF[name]
+
+
 def embedded_frames(names: Iterable[str], seed: int, start, end) -> dict[str, pd.DataFrame]:
     """Frames of ``names`` from the generators that provide them (each generator run once)."""
     names = list(dict.fromkeys(names))
-    unknown = [n for n in names if n not in GENERATOR_OF]
-    if unknown:
-        raise ConfigError(
-            f"dataset {unknown[0]!r} is not in the synthetic market; it provides: "
-            f"{', '.join(embedded_names())} (or set data.source: shared)"
-        )
     out: dict[str, pd.DataFrame] = {}
-    for group in dict.fromkeys(GENERATOR_OF[n] for n in names):
+    for group in dict.fromkeys(generator_of(n) for n in names):
         frames = GENERATORS[group][1](seed=seed, start=str(start), end=str(end))
         out.update({n: frames[n] for n in names if GENERATOR_OF[n] == group})
     return out

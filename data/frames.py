@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from volbacktest.data.loaders import STANDARD_COLUMNS
+from volbacktest.data.loaders import STANDARD_COLUMNS, finish_frame
 from volbacktest.engine.errors import DataError
 
 Kind = Literal["tradable", "signal"]
@@ -128,6 +128,4 @@ def user_frame(obj: pd.DataFrame | pd.Series, name: str, *, kind: Kind) -> pd.Da
         out[col] = _column(frame, col, where, kind) if col in frame.columns else np.nan
     if kind == "tradable" and not np.isfinite(out["close"].to_numpy()).any():
         raise DataError(f"{where}: the 'close' column has no value")
-    out.index.name = "date"
-    out.attrs = {"source": f"user frame {name!r}", "has_open": bool(out["open"].notna().all())}
-    return out
+    return finish_frame(out, f"user frame {name!r}")

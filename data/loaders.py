@@ -501,7 +501,7 @@ def _assemble(
     _check_duplicates(frame, table)
     frame = _apply_bad_range(frame, table, bad_range, known)
     frame = _ascending(frame, table.label)
-    return _finish(frame.drop(columns="_line"), table.path)
+    return finish_frame(frame.drop(columns="_line"), table.path)
 
 
 def _check_values(
@@ -578,8 +578,9 @@ def _ascending(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     return frame.sort_index(kind="stable")
 
 
-def _finish(frame: pd.DataFrame, source: Path | str | None = None) -> pd.DataFrame:
-    """Standard column order, float64, index name and attrs."""
+def finish_frame(frame: pd.DataFrame, source: Path | str | None = None) -> pd.DataFrame:
+    """Standard column order, float64, a ``date`` index in ns and attrs (``source``,
+    ``has_open``): the frame every loader (and ``data.frames.user_frame``) returns."""
     if "close" in frame.columns:
         for name in STANDARD_COLUMNS:
             if name not in frame.columns:
@@ -606,7 +607,7 @@ def close_only_frame(close: pd.Series, **extra: pd.Series) -> pd.DataFrame:
     all-NaN ``open`` column says so.
     """
     frame = pd.DataFrame({"close": close.astype(np.float64), **extra})
-    return _finish(frame)
+    return finish_frame(frame)
 
 
 def adjust_to_total_return(frame: pd.DataFrame) -> pd.DataFrame:
@@ -628,7 +629,7 @@ def adjust_to_total_return(frame: pd.DataFrame) -> pd.DataFrame:
         close=frame["adj_close"],
     ).drop(columns="adj_close")
     out.attrs = {**frame.attrs, "price_basis": "adj_close"}
-    return _finish(out)
+    return finish_frame(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -736,7 +737,7 @@ def splice_histories(
         "overlap_days": len(common),
         "overlap_disagreements": tuple(bad),
     }
-    return _finish(out)
+    return finish_frame(out)
 
 
 def load_vix3m(
@@ -1065,7 +1066,7 @@ def load_etn(
     if has_adj and explicit:
         out["adj_close"] = raw["adj_close"]
     out.attrs = {"splits": found, "price_basis": basis, "segments": segments}
-    return _finish(out, table.path)
+    return finish_frame(out, table.path)
 
 
 # --------------------------------------------------------------------------------------------

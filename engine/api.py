@@ -15,15 +15,14 @@ What the command line does from a notebook or a script, with the same validation
 from __future__ import annotations
 
 import contextlib
-import difflib
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import pandas as pd
 
-from volbacktest.engine.errors import ConfigError, DataError, require_extra
+from volbacktest.engine.errors import ConfigError, require_extra
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig, config_from_mapping, read_yaml
 from volbacktest.engine.inputs.market import Market, market_for
@@ -36,7 +35,6 @@ from volbacktest.engine.sweep import (
     plan_from_mapping,
     run_sweep,
 )
-from volbacktest.engine.sweep.execute import ExecutorName
 from volbacktest.strategies.base import StrategyParams, StrategySpec
 
 ConfigLike = BacktestConfig | str | Path | Mapping[str, Any]
@@ -124,23 +122,7 @@ def _config(config: ConfigLike, user: StrategySpec | None) -> BacktestConfig:
 
 def _market(cfg: BacktestConfig, data: Frames | Market | None) -> Market:
     if isinstance(data, Market):
-        plan = cfg.plan
-        wanted = dict.fromkeys(plan.assets() + plan.inputs())
-        absent = [n for n in wanted if n not in data.frames]
-        untraded = [n for n in plan.assets() if n not in data.tradable]
-        if absent or untraded:
-            problem = f"has no frame for {absent}" if absent else f"does not trade {untraded}"
-            raise ConfigError(
-                f"data: the Market given {problem}; {cfg.name} trades "
-                f"{', '.join(plan.assets())} and reads {', '.join(wanted)}"
-            )
-        if cfg.execution.fill.uses_open:
-            no_open = [n for n in plan.assets() if not data.frames[n]["open"].notna().all()]
-            if no_open:
-                raise DataError(
-                    f"data: the Market given has no open prices for {no_open}; "
-                    "execution.fill: next_open needs opens — use next_close"
-                )
+        data.check_serves(cfg)
         return data
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(
@@ -294,14 +276,8 @@ def sweep(
     ``resume`` continues a sweep stored in the same folder.
     """
     plan = _plan(spec, _user_strategy(strategy))
-    kinds = get_args(ExecutorName)
-    kind = executor or plan.spec.executor
-    if kind not in kinds:
-        close = difflib.get_close_matches(str(kind), kinds, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"executor: invalid value {kind!r}{hint}; valid choices: {kinds}")
     opts = ExecutorOptions(
-        kind=kind,
+        kind=executor or plan.spec.executor,
         workers=workers or plan.spec.workers,
         scheduler=scheduler,
         chunk_size=plan.spec.chunk_size,

@@ -198,6 +198,8 @@ class _Reader(ast.NodeVisitor):
             base = importlib.util.resolve_name("." * node.level + (node.module or ""), self.package)
         else:
             base = node.module or ""
+        if base == PROJECT:  # ``from volbacktest import x`` runs the front door's __init__ too
+            self.imports.append(ImportRef(base, node.lineno))
         for alias in node.names:
             name = base if alias.name == "*" else f"{base}.{alias.name}"
             self.imports.append(ImportRef(name, node.lineno))

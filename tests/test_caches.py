@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from volbacktest.data.embedded import GENERATOR_OF
 from volbacktest.engine.caches import CACHES, Caches, clear_caches
 from volbacktest.engine.inputs import market as market_mod
 from volbacktest.engine.inputs import options_series
@@ -49,7 +50,7 @@ def test_a_vratio_run_builds_only_the_us_volatility_market(monkeypatch):
     original = market_mod.embedded_frames
 
     def probe(names, seed, start, end):
-        built.append(market_mod.GENERATOR_OF[names[0]])
+        built.append(GENERATOR_OF[names[0]])
         return original(names, seed, start, end)
 
     monkeypatch.setattr(market_mod, "embedded_frames", probe)

@@ -41,15 +41,6 @@ calculator) does not load the engine.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from volbacktest.engine import calculators
-    from volbacktest.engine.api import RunResult, run, strategy, sweep
-    from volbacktest.engine.errors import ConfigError, DataError
-    from volbacktest.engine.inputs.config import BacktestConfig, load_config
-    from volbacktest.engine.inputs.market import Market
-    from volbacktest.strategies.base import StrategyParams, StrategySpec
 
 _API = "volbacktest.engine.api"
 _HOME = {  # name -> (module, attribute; None: the module itself)

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from volbacktest.engine.errors import ConfigError, require_extra
+from volbacktest.engine.errors import ConfigError
 
 from .common import add_command
 
@@ -245,12 +245,11 @@ def curve_frame(curve: FuturesCurve, source: pd.Series) -> pd.DataFrame:
 
 
 def pyplot():
-    """matplotlib.pyplot on the headless Agg backend (imported only when plotting)."""
-    mpl = require_extra("matplotlib", "dev")
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt
+    """matplotlib.pyplot on the headless Agg backend (``run.report.pyplot``, imported when
+    plotting: the command line stays light for ``--help``)."""
+    from volbacktest.engine.run.report import pyplot as headless
 
-    return plt
+    return headless()
 
 
 def plot_term_structure(curve: FuturesCurve, dates, path: Path, vix: pd.Series | None = None):

@@ -187,7 +187,7 @@ class TargetWeightStrategy(bt.Strategy):
         self._wlines = [self.target.lines[j] for j in range(len(self.assets))]
         self._lag = ex.fill.lag
         self._costs = CostModel.of(ex)
-        self._lot = ex.lot_size if ex.sizing == "integer" else None
+        self._lot = ex.integer_lot
         self._last_target = None
         self.pending: dict[int, bt.Order] = {}
         self.fills: list[tuple] = []

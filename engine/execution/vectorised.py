@@ -30,7 +30,6 @@ the closes. The conformance tests (``tests/test_sweep_conformance.py``) hold thi
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -265,12 +264,9 @@ def _execute(book: _Book, rows, asset, size, base_price, bars, ex: ExecutionConf
     return rejected
 
 
-@functools.lru_cache(maxsize=16)
-def _costs(ex: ExecutionConfig) -> CostModel:
-    return CostModel.of(ex)
-
-
-def _rebalance_step(book, rows, weights, prices, bars, ex: ExecutionConfig, log) -> np.ndarray:
+def _rebalance_step(
+    book, rows, weights, prices, bars, ex: ExecutionConfig, costs: CostModel, log
+) -> np.ndarray:
     """The one sizing rule (``execution.sizing.order_sizes``) for many runs at once, then the
     broker executions."""
     held = book.shares[rows]
@@ -279,8 +275,8 @@ def _rebalance_step(book, rows, weights, prices, bars, ex: ExecutionConfig, log)
         held,
         book.cash[rows],
         prices,
-        _costs(ex),
-        integer_lot=ex.lot_size if ex.sizing == "integer" else None,
+        costs,
+        integer_lot=ex.integer_lot,
         max_gross_leverage=ex.max_gross_leverage,
     )
     return _send_orders(book, rows, held, delta, prices, bars, ex, log)
@@ -361,13 +357,14 @@ def simulate(
         avg_price=np.zeros((n_runs, k)),
     )
     log = _FillLog()
+    costs = CostModel.of(ex)
     rejected = np.zeros(n_runs, dtype=np.int64)
     for e in range(ev_row.shape[1]):
         rows = np.flatnonzero(counts > e)
         r = ev_row[rows, e]
         b = ev_bar[rows, e]
         w = np.column_stack([wc[rows, r] for wc in w_cols])
-        rejected[rows] += _rebalance_step(book, rows, w, fill_prices[b], b, ex, log)
+        rejected[rows] += _rebalance_step(book, rows, w, fill_prices[b], b, ex, costs, log)
     fills = log.build()
     equity, gross, holdings, cash = _ledger(
         fills, arrays.close, n_runs, ex.initial_cash, keep_holdings

@@ -22,11 +22,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from volbacktest import strategies
 from volbacktest.engine.errors import ConfigError, LookAheadWarning
 from volbacktest.engine.inputs.chainseries import is_chain_input, parse_input
 from volbacktest.engine.inputs.decision import DecisionPlan
 from volbacktest.engine.inputs.filters import get_filter
+from volbacktest.strategies import get as registered_strategy
 from volbacktest.strategies.base import StrategyParams, StrategySpec
 
 
@@ -101,6 +101,11 @@ class ExecutionConfig(_Model):
     @property
     def look_ahead(self) -> bool:
         return self.fill.look_ahead
+
+    @property
+    def integer_lot(self) -> int | None:
+        """Shares per lot when orders are rounded to whole lots, None for fractional sizing."""
+        return self.lot_size if self.sizing == "integer" else None
 
     def fill_label(self) -> str:
         return self.fill.label()
@@ -221,7 +226,7 @@ class BacktestConfig(_Model):
 
 
 def _strategy_spec(sc: StrategyConfig, user: StrategySpec | None = None) -> StrategySpec:
-    return user if user is not None else strategies.get(sc.name)
+    return user if user is not None else registered_strategy(sc.name)
 
 
 def _strategy_params(sc: StrategyConfig, user: StrategySpec | None = None) -> StrategyParams:

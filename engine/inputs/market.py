@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from volbacktest.data.catalogue import dataset_spec, load_dataset, resolve_files, roots_for
-from volbacktest.data.embedded import GENERATOR_OF, GENERATORS, embedded_frames, embedded_names
+from volbacktest.data.embedded import GENERATORS, embedded_frames, generator_of
 from volbacktest.data.frames import user_frame
 from volbacktest.engine.caches import CACHES
 from volbacktest.engine.errors import ConfigError, DataError, DataQualityWarning
@@ -56,6 +56,26 @@ class Market:
 
     def closes(self, names) -> dict[str, np.ndarray]:
         return {n: self.frames[n]["close"].to_numpy(dtype=np.float64) for n in names}
+
+    def check_serves(self, cfg: BacktestConfig) -> None:
+        """ConfigError unless this market trades ``cfg``'s assets and holds every series it
+        reads; DataError when ``next_open`` fills meet a tradable without opens."""
+        plan = cfg.plan
+        wanted = dict.fromkeys(plan.assets() + plan.inputs())
+        absent = [n for n in wanted if n not in self.frames]
+        untraded = [n for n in plan.assets() if n not in self.tradable]
+        if absent or untraded:
+            problem = f"has no frame for {absent}" if absent else f"does not trade {untraded}"
+            raise ConfigError(
+                f"data: the Market given {problem}; {cfg.name} trades "
+                f"{', '.join(plan.assets())} and reads {', '.join(wanted)}"
+            )
+        no_open = [n for n in plan.assets() if not np.isfinite(self.frames[n]["open"]).all()]
+        if cfg.execution.fill.uses_open and no_open:
+            raise DataError(
+                f"data: the Market given has no open prices for {no_open}; "
+                "execution.fill: next_open needs opens — use next_close"
+            )
 
     @classmethod
     def from_frames(
@@ -109,13 +129,8 @@ def load_raw(name: str, data_cfg: DataConfig) -> pd.DataFrame:
     builds only the generator that provides ``name``; real files are cached in-process, keyed by
     their paths and modification times."""
     if data_cfg.source == "synthetic":
-        if name not in GENERATOR_OF:
-            raise ConfigError(
-                f"dataset {name!r} is not in the synthetic market; it provides: "
-                f"{', '.join(embedded_names())} (or set data.source: shared)"
-            )
         syn = data_cfg.synthetic
-        return _embedded_group(GENERATOR_OF[name], syn.seed, syn.start, syn.end)[name]
+        return _embedded_group(generator_of(name), syn.seed, syn.start, syn.end)[name]
     if data_cfg.etns == "simulated" and name in SIMULATED_ETNS:
         name = SIMULATED_ETNS[name]
     roots = roots_for(data_cfg.root)

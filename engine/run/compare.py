@@ -29,10 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.errors import require_extra
 from volbacktest.engine.execution.metrics import SUMMARY_METRICS, rolling_sharpe
 from volbacktest.engine.execution.result import BacktestResult
-from volbacktest.engine.run.report import plot_tearsheet
+from volbacktest.engine.run.report import plot_tearsheet, pyplot
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +55,8 @@ img { max-width: 100%; border: 1px solid #eee; margin: .4em 0; }
 
 
 # --------------------------------------------------------------------------- figures
-def _pyplot():
-    mpl = require_extra("matplotlib", "dev")
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -105,7 +96,7 @@ def monthly_returns(returns: pd.Series) -> pd.DataFrame:
 
 
 def _line_plot(frame: pd.DataFrame, path: Path, title: str, ylabel: str, log_y=False) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 4.5))
     for col in frame.columns:
         ax.plot(frame.index, frame[col].to_numpy(), label=str(col), linewidth=1.1)
@@ -119,7 +110,7 @@ def _line_plot(frame: pd.DataFrame, path: Path, title: str, ylabel: str, log_y=F
 
 
 def _monthly_plot(results: Sequence[BacktestResult], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     shown = list(results)[:MAX_MONTHLY_PANELS]
     tables = [monthly_returns(r.returns) for r in shown]
     height = sum(max(1.2, 0.32 * len(t) + 0.8) for t in tables)
@@ -172,7 +163,7 @@ def neighbour_mean(pivot: pd.DataFrame) -> pd.DataFrame:
 
 
 def _heatmap(pivot: pd.DataFrame, path: Path, title: str, metric: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     vals = pivot.to_numpy(dtype=float)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * vals.shape[1] + 3), max(3.0, 0.16 * len(vals))))
     im = ax.imshow(vals, cmap="viridis", aspect="auto", origin="lower")
@@ -196,7 +187,7 @@ def _heatmap(pivot: pd.DataFrame, path: Path, title: str, metric: str) -> Path:
 
 
 def _line_1d(pivot: pd.DataFrame, robust: pd.DataFrame, path: Path, metric: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4))
     x = [str(c) for c in pivot.columns]
     ax.plot(x, pivot.iloc[0].to_numpy(dtype=float), marker="o", label=metric)
@@ -376,7 +367,7 @@ def _parameter_sections(plan, frame: pd.DataFrame, out: Path) -> list[str]:
 def _walkforward_sections(wf, out: Path) -> list[str]:
     wf.side_by_side.to_csv(out / "walkforward_side_by_side.csv", float_format="%.10g")
     wf.windows.to_csv(out / "walkforward_windows.csv", index=False, float_format="%.10g")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 4.5))
     start = 1.0
     if wf.in_sample is not None:

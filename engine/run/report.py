@@ -37,7 +37,8 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (imported only when plotting)."""
     mpl = require_extra("matplotlib", "dev")
     mpl.use("Agg")
     import matplotlib.pyplot as plt
@@ -134,7 +135,7 @@ def tearsheet_figure(result: BacktestResult):
 
 def plot_tearsheet(result: BacktestResult, path: Path) -> None:
     """pyfolio-reloaded's returns tear sheet written to ``path`` (headless)."""
-    _pyplot()
+    pyplot()
     tearsheet_figure(result).savefig(path, dpi=60, bbox_inches="tight")
 
 
@@ -175,7 +176,7 @@ def write_comparison(results: Sequence[BacktestResult], out_dir: Path) -> Path:
     table = metrics_table(results)
     table.to_csv(out / "metrics.csv", index_label="run", float_format="%.10g")
     (out / "metrics.md").write_text(_markdown(table), encoding="utf-8")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 5))
     for r in results:
         growth = r.equity / r.config.execution.initial_cash

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import pickle
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from volbacktest.engine.errors import ConfigError, MissingExtraError, require_extra
 
@@ -36,6 +37,13 @@ class ExecutorOptions:
     progress: bool = True
 
     def __post_init__(self):
+        kinds = get_args(ExecutorName)
+        if self.kind not in kinds:
+            close = difflib.get_close_matches(str(self.kind), kinds, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"executor: invalid value {self.kind!r}{hint}; valid choices: {kinds}"
+            )
         if self.kind == "dask" and not self.scheduler:
             raise ConfigError(
                 "--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)"

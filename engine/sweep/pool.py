@@ -110,10 +110,6 @@ def batches(combos: Iterable[Combo], size: int, segment: str = "") -> Iterator[l
 
 
 # --------------------------------------------------------------------------- worker side
-def _markets() -> MarketCache:
-    return _MARKETS
-
-
 @functools.cache
 def _malloc_trim():
     name = ctypes.util.find_library("c")
@@ -138,7 +134,7 @@ def init_worker(preload: list[tuple[dict, bytes | None]]) -> None:
     """Worker initializer: install the markets of ``preload`` — (resolved config, pickled
     Market or None to prepare it here) pairs."""
 
-    cache = _markets()
+    cache = _MARKETS
     for raw, blob in preload:
         try:
             cfg = config_from_mapping(raw)
@@ -157,7 +153,7 @@ def _runner(cfg):
     if runner is None:
         if len(_RUNNERS) >= MAX_RUNNERS:
             _RUNNERS.pop(next(iter(_RUNNERS)))
-        runner = BatchRunner(cfg, _markets().get(cfg))
+        runner = BatchRunner(cfg, _MARKETS.get(cfg))
         _RUNNERS[key] = runner
     return runner
 
@@ -202,7 +198,7 @@ def run_task(task: Task, executor: str = EXECUTOR) -> RunRecord:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # problems are recorded in the result
             cfg = config_from_mapping(task.resolved)
-            result = run_backtest(cfg, market=_markets().get(cfg))
+            result = run_backtest(cfg, market=_MARKETS.get(cfg))
         return _ok_record(task, result, time.perf_counter() - t0, executor)
     except Exception as exc:  # noqa: BLE001 - a failing combination is recorded, the sweep goes on
         log.debug("run %s failed", task.run_id, exc_info=True)
