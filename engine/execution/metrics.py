@@ -88,3 +88,63 @@ def rolling_sharpe(returns: pd.Series, window: int = 126) -> pd.Series:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = mean / std * math.sqrt(TRADING_DAYS_PER_YEAR)
     return out.replace([np.inf, -np.inf], np.nan)
+
+
+# The benchmark-relative metrics of a run (``report.benchmark``), in metrics.json order.
+BENCHMARK_METRICS = (
+    "alpha",
+    "beta",
+    "correlation",
+    "information_ratio",
+    "tracking_error",
+    "up_capture",
+    "down_capture",
+    "benchmark_cagr",
+)
+
+
+def benchmark_metrics(returns: pd.Series, benchmark: pd.Series) -> dict:
+    """Daily returns against a benchmark's daily returns on the same dates (rf = 0).
+
+    * ``alpha``, ``beta``: CAPM regression of the run on the benchmark (empyrical's
+      ``alpha_beta``: beta = cov(r, b) / var(b), alpha = (1 + mean(r − beta b))^252 − 1);
+    * ``correlation``: Pearson correlation of the daily returns;
+    * ``tracking_error``: annualised standard deviation (ddof 1) of the active return r − b;
+    * ``information_ratio``: annualised mean active return / tracking error;
+    * ``up_capture`` / ``down_capture``: the run's CAGR over the days the benchmark rose (fell)
+      divided by the benchmark's CAGR over the same days (empyrical);
+    * ``benchmark_cagr``: the benchmark's own CAGR over the run's dates.
+
+    Dates where either series is NaN are left out of every figure.
+    """
+    import empyrical as ep
+
+    both = pd.concat({"r": returns.astype(float), "b": benchmark.astype(float)}, axis=1).dropna()
+    r, b = both["r"], both["b"]
+    if len(both) < 2:
+        return dict.fromkeys(BENCHMARK_METRICS)
+    active = (r - b).to_numpy()
+    te = float(np.std(active, ddof=1))
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # flat series: zero variance
+        alpha, beta = ep.alpha_beta(r, b, period="daily")
+        corr = float(np.corrcoef(r.to_numpy(), b.to_numpy())[0, 1])
+        return {
+            "alpha": finite_or_none(alpha),
+            "beta": finite_or_none(beta),
+            "correlation": finite_or_none(corr),
+            "information_ratio": finite_or_none(
+                float(np.mean(active)) / te * math.sqrt(TRADING_DAYS_PER_YEAR)
+            )
+            if te > 0
+            else None,
+            "tracking_error": finite_or_none(te * math.sqrt(TRADING_DAYS_PER_YEAR)),
+            "up_capture": finite_or_none(ep.up_capture(r, b, period="daily")),
+            "down_capture": finite_or_none(ep.down_capture(r, b, period="daily")),
+            "benchmark_cagr": finite_or_none(ep.annual_return(b, period="daily")),
+        }
+
+
+def rolling_volatility(returns: pd.Series, window: int = 126) -> pd.Series:
+    """Annualised volatility (ddof 1) over a trailing window of daily returns."""
+    return returns.rolling(window).std(ddof=1) * math.sqrt(TRADING_DAYS_PER_YEAR)

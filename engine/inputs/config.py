@@ -161,6 +161,13 @@ class ReportConfig(_Model):
     out_dir: Path = Path("results")
     tearsheet: bool = Field(True, description="write the pyfolio returns tear sheet PNG")
     plots: bool = True
+    html: bool = Field(True, description="write report.html, the run's self-contained page")
+    benchmark: str | None = Field(
+        None,
+        min_length=1,
+        description="a dataset name (spx, xiv, etf50, ...) to measure the run against: alpha, "
+        "beta, correlation, information ratio, tracking error, up/down capture",
+    )
 
 
 class BacktestConfig(_Model):

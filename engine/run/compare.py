@@ -19,11 +19,9 @@ Every figure is also written as PNG and every table as CSV in the same folder.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import html
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,27 +29,24 @@ import pandas as pd
 
 from volbacktest.engine.execution.metrics import SUMMARY_METRICS, rolling_sharpe
 from volbacktest.engine.execution.result import BacktestResult
+from volbacktest.engine.run.html import (
+    MONTHS,
+    REPORT_NAME,
+    formatted,
+    key_values,
+    monthly_returns,
+)
+from volbacktest.engine.run.html import img as _img
+from volbacktest.engine.run.html import page as _page
+from volbacktest.engine.run.html import para as _p
+from volbacktest.engine.run.html import section as _section
+from volbacktest.engine.run.html import table as _table
 from volbacktest.engine.run.report import plot_tearsheet, pyplot
 
 log = logging.getLogger(__name__)
 
 ROLLING_SHARPE_BARS = 126  # about six months of daily bars
 MAX_MONTHLY_PANELS = 8
-REPORT_NAME = "report.html"
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-_CSS = """
-body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1200px; color: #222; line-height: 1.4; padding: 0 1em; }
-h1 { font-size: 1.6em; border-bottom: 2px solid #446; padding-bottom: .2em; }
-h2 { font-size: 1.25em; margin-top: 1.8em; color: #335; }
-table { border-collapse: collapse; font-size: .85em; margin: .6em 0; }
-th, td { border: 1px solid #ccd; padding: .25em .55em; text-align: right; }
-th { background: #eef; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; border: 1px solid #eee; margin: .4em 0; }
-.note { color: #555; font-size: .9em; } .warn { color: #a00; font-weight: bold; }
-.ok { color: #070; font-weight: bold; }
-"""
 
 
 # --------------------------------------------------------------------------- figures
@@ -78,21 +73,6 @@ def drawdown_frame(results: Sequence[BacktestResult]) -> pd.DataFrame:
 
 def rolling_sharpe_frame(results: Sequence[BacktestResult]) -> pd.DataFrame:
     return pd.DataFrame({r.label: rolling_sharpe(r.returns, ROLLING_SHARPE_BARS) for r in results})
-
-
-def monthly_returns(returns: pd.Series) -> pd.DataFrame:
-    """Compounded returns per calendar month: years (rows) x months 1..12 (columns)."""
-    r = returns.astype(float)
-    growth = (1.0 + r).groupby([r.index.year, r.index.month]).prod() - 1.0
-    long = pd.DataFrame(
-        {
-            "year": growth.index.get_level_values(0),
-            "month": growth.index.get_level_values(1),
-            "ret": growth.to_numpy(),
-        }
-    )
-    table = long.pivot_table(index="year", columns="month", values="ret", aggfunc="first")
-    return table.reindex(columns=range(1, 13))
 
 
 def _line_plot(frame: pd.DataFrame, path: Path, title: str, ylabel: str, log_y=False) -> Path:
@@ -199,37 +179,6 @@ def _line_1d(pivot: pd.DataFrame, robust: pd.DataFrame, path: Path, metric: str)
 
 
 # --------------------------------------------------------------------------- html
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _table(df: pd.DataFrame, index: bool = True) -> str:
-    return df.to_html(
-        index=index, escape=True, border=0, na_rep="–", float_format=lambda v: f"{v:.4g}"
-    )
-
-
-def _section(title: str, *parts: str) -> str:
-    return f"<h2>{html.escape(title)}</h2>\n" + "\n".join(parts)
-
-
-def _p(text: str, cls: str = "note") -> str:
-    return f'<p class="{cls}">{html.escape(text)}</p>'
-
-
-def _page(title: str, sections: Sequence[str]) -> str:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = "\n".join(sections)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n"
-        f"{_p(f'written {stamp}; self-contained (no network): images are embedded')}\n"
-        f"{body}\n</body>\n</html>\n"
-    )
-
-
 def metrics_frame(results: Sequence[BacktestResult]) -> pd.DataFrame:
     keep = [*SUMMARY_METRICS, "start", "end", "fill", "rule"]
     rows = {r.label: {k: r.metrics.get(k) for k in keep} for r in results}
@@ -250,7 +199,7 @@ def _strategy_sections(results: Sequence[BacktestResult], out: Path, tearsheets:
         {r.label: monthly_returns(r.returns) for r in results}, names=["run", "year"]
     )
     monthly.to_csv(out / "monthly_returns.csv", float_format="%.10g")
-    sections = [_section("Metrics", _table(table))]
+    sections = [_section("Metrics", _table(formatted(table)))]
     if any(r.metrics.get("look_ahead") for r in results):
         sections.append(
             _p("* same_close fills on the close the signal observed (look-ahead).", "warn")
@@ -391,11 +340,17 @@ def _walkforward_sections(wf, out: Path) -> list[str]:
         _section(
             "Walk-forward: in-sample vs out-of-sample",
             _p(f"parameters chosen in-sample by {wf.rank}; out-of-sample segments stitched"),
-            _table(wf.side_by_side),
+            _table(formatted(wf.side_by_side.T).T),
             img,
         ),
         _section("Walk-forward windows", _table(shown, index=False)),
     ]
+
+
+def _overfitting_section(stats: Mapping[str, object] | pd.DataFrame) -> str:
+    if isinstance(stats, pd.DataFrame):
+        return _section("Overfitting statistics", _table(formatted(stats)))
+    return _section("Overfitting statistics", key_values(dict(stats)))
 
 
 def write_sweep_report(
@@ -407,8 +362,11 @@ def write_sweep_report(
     drift: pd.DataFrame | None = None,
     walkforward=None,
     tearsheets: bool = True,
+    overfitting: Mapping[str, object] | pd.DataFrame | None = None,
 ) -> Path:
-    """The sweep's report: ranking, drift check, parameter views, walk-forward, top runs."""
+    """The sweep's report: ranking, drift check, parameter views, walk-forward, top runs, and the
+    overfitting statistics when the sweep provides them (``overfitting``, or the walk-forward
+    result's ``overfitting`` attribute: a mapping of statistic to value, or a table)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metric = plan.spec.rank.metric
@@ -424,6 +382,10 @@ def write_sweep_report(
     ]
     if walkforward is not None:
         lead += _walkforward_sections(walkforward, out)
+    if overfitting is None and walkforward is not None:
+        overfitting = getattr(walkforward, "overfitting", None)
+    if overfitting is not None:
+        lead.append(_overfitting_section(overfitting))
     if len(ok):
         asc = not plan.spec.rank.maximise
         best = ok.sort_values([metric, "idx"], ascending=[asc, True]).head(20)
@@ -432,7 +394,7 @@ def write_sweep_report(
         ]
         if metric not in cols:
             cols.append(metric)
-        lead.append(_section("Best runs", _table(best[cols])))
+        lead.append(_section("Best runs", _table(formatted(best[cols]))))
     if len(failed):
         lead.append(
             _section(

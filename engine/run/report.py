@@ -2,8 +2,11 @@
 
 Per run: ``config.yaml`` (resolved), ``metrics.json``, ``returns.csv``, ``positions.csv``,
 ``transactions.csv``, ``weights.csv``, ``equity.png`` (equity and drawdown) and ``tearsheet.png``
-(pyfolio-reloaded returns tear sheet). A comparison writes ``metrics.csv``, ``metrics.md`` and
-``equity.png`` with the curves overlaid. Plotting is headless (Agg) and imported lazily.
+(pyfolio-reloaded tear sheet), ``round_trips.csv`` (FIFO round trips, engine.run.trades) and
+``report.html`` (the run's self-contained page, engine.run.html); ``report.benchmark`` adds the
+benchmark-relative metrics to metrics.json (engine.run.analysis). A comparison writes
+``metrics.csv``, ``metrics.md`` and ``equity.png`` with the curves overlaid. Plotting is
+headless (Agg) and imported lazily.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import pandas as pd
 from volbacktest.engine.errors import require_extra
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import dump_config
+from volbacktest.engine.run.analysis import analyse
+from volbacktest.engine.run.html import write_run_page
 
 log = logging.getLogger(__name__)
 
@@ -116,27 +121,138 @@ def plot_equity(result: BacktestResult, path: Path) -> None:
     equity_figure(result).savefig(path, dpi=90)
 
 
-def tearsheet_figure(result: BacktestResult):
-    """pyfolio-reloaded's returns tear sheet as a matplotlib Figure, released from pyplot's
-    figure manager (third-party deprecation noise and printed tables are contained here)."""
+def _pyfolio_inputs(result: BacktestResult):
+    """positions (value per asset + cash) and transactions (amount, price, symbol on a date
+    index) in pyfolio's layout."""
+    tx = result.transactions
+    txns = pd.DataFrame(
+        {
+            "amount": tx["size"].to_numpy(float),
+            "price": tx["price"].to_numpy(float),
+            "symbol": tx["symbol"].to_numpy(),
+        },
+        index=pd.DatetimeIndex(tx["date"], name="date"),
+    )
+    return result.positions, txns
+
+
+def _fix_layout(fig, title: str) -> None:
+    """pyfolio sizes its figures 6 inches per row and keeps matplotlib's default margins (12% of
+    the height above the first chart: several inches of blank band); keep half an inch."""
+    height = fig.get_figheight()
+    fig.subplots_adjust(top=1.0 - 0.7 / height, bottom=0.4 / height)
+    if title:
+        fig.suptitle(title, fontsize=11, y=1.0 - 0.15 / height)
+
+
+def _transactions_sheet(plt, returns, positions, txns):
+    """pyfolio's transactions sheet without its time-of-day histogram (daily bars carry no time
+    of day, and pyfolio's histogram needs tz-aware fills): turnover, daily volume, turnover
+    histogram, drawn by pyfolio's own plotting functions."""
+    from pyfolio import plotting
+
+    fig = plt.figure(figsize=(14, 3 * 6))
+    ax_turnover, ax_volume, ax_hist = fig.subplots(3, 1, gridspec_kw={"hspace": 0.5})
+    plotting.plot_turnover(returns, txns, positions, ax=ax_turnover)
+    plotting.plot_daily_volume(returns, txns, ax=ax_volume)
+    plotting.plot_daily_turnover_hist(txns, positions, ax=ax_hist)
+    return fig
+
+
+def _readable_sheet(fig, has_benchmark: bool) -> None:
+    """The returns sheet's monthly heatmap widened to two thirds of the page (the annual returns
+    take the last third; the monthly distribution is dropped: the run page tabulates both), and
+    no panel claims a benchmark the run does not have."""
+    by_title = {ax.get_title(): ax for ax in fig.axes}
+    heat = by_title.get("Monthly returns (%)")
+    annual = by_title.get("Annual returns")
+    dist = by_title.get("Distribution of monthly returns")
+    if heat is not None and annual is not None and dist is not None:
+        h, a = heat.get_position(), annual.get_position()
+        annual.set_position(dist.get_position())
+        heat.set_position([h.x0, h.y0, a.x1 - h.x0, h.height])
+        fig.delaxes(dist)
+    matched = by_title.get("Cumulative returns volatility matched to benchmark")
+    if matched is not None and not has_benchmark:
+        matched.set_title("Cumulative returns (no benchmark: set report.benchmark)")
+
+
+def tearsheet_figures(
+    result: BacktestResult,
+    benchmark: pd.Series | None = None,
+    live_start_date=None,
+    *,
+    full: bool = True,
+) -> list:
+    """pyfolio-reloaded's tear sheets as matplotlib Figures released from pyplot's figure
+    manager: the returns sheet (with ``benchmark`` returns, positions, transactions and the
+    out-of-sample start ``live_start_date`` when given) and, when ``full``, the positions and
+    transactions sheets. Third-party deprecation noise and printed tables are contained here."""
     require_extra("matplotlib", "dev")
     import matplotlib.pyplot as plt
 
+    returns = result.returns.astype(float)
+    bench = None
+    if benchmark is not None:
+        bench = benchmark.reindex(returns.index).fillna(0.0).rename("benchmark")
+    positions, txns = _pyfolio_inputs(result)
+    has_trades = len(txns) > 0
+    figs = []
     # pyfolio prints its tables through IPython.display (to stdout) and emits pandas/matplotlib
     # deprecation warnings of its own; both are contained here
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         pf = require_extra("pyfolio", "dev")
-        fig = pf.create_returns_tear_sheet(result.returns, return_fig=True)
-    fig.suptitle(_title(result), fontsize=10, y=1.0)
-    plt.close(fig)  # the caller owns it: pyplot neither shows nor keeps it
-    return fig
+        figs.append(
+            pf.create_returns_tear_sheet(
+                returns,
+                positions=positions if has_trades else None,
+                transactions=txns if has_trades else None,
+                benchmark_rets=bench,
+                live_start_date=live_start_date,
+                return_fig=True,
+            )
+        )
+        if full and has_trades:
+            figs.append(pf.create_position_tear_sheet(returns, positions, return_fig=True))
+            figs.append(_transactions_sheet(plt, returns, positions, txns))
+    for i, fig in enumerate(figs):
+        _fix_layout(fig, _title(result) if i == 0 else "")
+        if i == 0:
+            _readable_sheet(fig, bench is not None)
+        plt.close(fig)  # the caller owns it: pyplot neither shows nor keeps it
+    return figs
 
 
-def plot_tearsheet(result: BacktestResult, path: Path) -> None:
-    """pyfolio-reloaded's returns tear sheet written to ``path`` (headless)."""
+def tearsheet_figure(result: BacktestResult, benchmark: pd.Series | None = None):
+    """pyfolio-reloaded's returns tear sheet as a matplotlib Figure (see
+    :func:`tearsheet_figures`)."""
+    return tearsheet_figures(result, benchmark, full=False)[0]
+
+
+def plot_tearsheet(
+    result: BacktestResult,
+    path: Path,
+    benchmark: pd.Series | None = None,
+    live_start_date=None,
+) -> None:
+    """pyfolio-reloaded's full tear sheet (returns, positions, transactions) written to ``path``
+    as one PNG, the sheets stacked (headless)."""
+    from PIL import Image
+
     pyplot()
-    tearsheet_figure(result).savefig(path, dpi=60, bbox_inches="tight")
+    images = []
+    for fig in tearsheet_figures(result, benchmark, live_start_date):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=60)
+        buf.seek(0)
+        images.append(Image.open(buf).convert("RGB"))
+    sheet = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
+    y = 0
+    for image in images:
+        sheet.paste(image, (0, y))
+        y += image.height
+    sheet.save(path, optimize=True)
 
 
 def write_run(result: BacktestResult, out_dir: Path) -> Path:
@@ -144,8 +260,9 @@ def write_run(result: BacktestResult, out_dir: Path) -> Path:
     out = Path(out_dir) / result.label
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(result.config), encoding="utf-8")
-    meta = dict(result.metrics)
-    meta["market_notes"] = list(result.market_notes)
+    analysis = analyse(result)  # benchmark and round trips (issue 15)
+    meta = dict(result.metrics) | analysis.metrics
+    meta["market_notes"] = list(result.market_notes) + list(analysis.notes)
     meta["problems"] = list(result.problems)
     (out / "metrics.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     header = f"# {result.label}: fill {result.metrics['fill']}\n"
@@ -160,11 +277,16 @@ def write_run(result: BacktestResult, out_dir: Path) -> Path:
     with open(out / "transactions.csv", "w", encoding="utf-8", newline="") as fh:
         fh.write(header)
         result.transactions.to_csv(fh, index=False, float_format="%.10g")
+    analysis.trips.trips.to_csv(
+        out / "round_trips.csv", index=False, float_format="%.10g", date_format="%Y-%m-%d"
+    )
     rep = result.config.report
     if rep.plots:
         plot_equity(result, out / "equity.png")
     if rep.tearsheet:
-        plot_tearsheet(result, out / "tearsheet.png")
+        plot_tearsheet(result, out / "tearsheet.png", analysis.benchmark)
+    if rep.html:
+        write_run_page(result, analysis, out)
     log.info("wrote %s", out)
     return out
 
