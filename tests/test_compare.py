@@ -380,3 +380,26 @@ def test_random_sweep_report_explains_missing_heatmap(tmp_path):
     path = write_sweep_report(plan, frame.ranking.assign(status="ok"), [], tmp_path / "r")
     assert "not drawn: the sweep samples at random" in path.read_text(encoding="utf-8")
     validate_report(path)
+
+
+def test_walkforward_tear_sheet_marks_the_out_of_sample_start(tmp_path):
+    from volbacktest.engine.run.compare import _walkforward_sections
+
+    raw = {
+        "name": "wf_sheet",
+        "strategy": {"name": "vratio"},
+        "data": SHORT,
+        "report": {"tearsheet": False, "plots": False},
+        "sweep": {"grid": {"window": [5, 10]}, "top": 0},
+        "split": {"in_sample_end": "2009-03-31"},
+    }
+    wf = run_sweep(
+        plan_from_mapping(raw), opts=ExecutorOptions(progress=False), out=tmp_path, report=False
+    ).walkforward
+    html = "".join(_walkforward_sections(wf, tmp_path, tearsheets=True))
+    first_oos = wf.out_of_sample.returns.index[0]
+    assert first_oos > pd.Timestamp("2009-03-31")
+    assert f"out-of-sample from {first_oos:%Y-%m-%d} (pyfolio&#x27;s live_start_date)" in html
+    assert "Walk-forward tear sheet" in html
+    with Image.open(tmp_path / "walkforward_tearsheet.png") as im:
+        assert im.size[1] > 3000  # the whole returns sheet

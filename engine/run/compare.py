@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -313,7 +314,32 @@ def _parameter_sections(plan, frame: pd.DataFrame, out: Path) -> list[str]:
     ]
 
 
-def _walkforward_sections(wf, out: Path) -> list[str]:
+def _walkforward_tearsheet(wf, out: Path) -> str:
+    """pyfolio's returns tear sheet of the in-sample run followed by the stitched out-of-sample
+    path, with ``live_start_date`` at the out-of-sample start (pyfolio then splits its statistics
+    and shades the out-of-sample period); a rolling walk-forward has no single in-sample run."""
+    oos = wf.out_of_sample
+    live = oos.returns.index[0]
+    if wf.in_sample is None:
+        return _p(
+            "no in-sample/out-of-sample tear sheet: a rolling walk-forward re-chooses the "
+            "parameters in every window (see the windows table)"
+        )
+    before = wf.in_sample.returns[wf.in_sample.returns.index < live]
+    path_ = replace(
+        oos,
+        config=oos.config.with_overrides(name=f"{oos.label}_walkforward"),
+        returns=pd.concat([before, oos.returns]),
+        transactions=oos.transactions.iloc[0:0],
+    )
+    png = out / "walkforward_tearsheet.png"
+    plot_tearsheet(path_, png, live_start_date=live)
+    return _img(png, "walk-forward tear sheet") + _p(
+        f"out-of-sample from {live:%Y-%m-%d} (pyfolio's live_start_date)"
+    )
+
+
+def _walkforward_sections(wf, out: Path, tearsheets: bool = False) -> list[str]:
     wf.side_by_side.to_csv(out / "walkforward_side_by_side.csv", float_format="%.10g")
     wf.windows.to_csv(out / "walkforward_windows.csv", index=False, float_format="%.10g")
     plt = pyplot()
@@ -344,6 +370,11 @@ def _walkforward_sections(wf, out: Path) -> list[str]:
             img,
         ),
         _section("Walk-forward windows", _table(shown, index=False)),
+        *(
+            [_section("Walk-forward tear sheet", _walkforward_tearsheet(wf, out))]
+            if tearsheets
+            else []
+        ),
     ]
 
 
@@ -381,7 +412,7 @@ def write_sweep_report(
         )
     ]
     if walkforward is not None:
-        lead += _walkforward_sections(walkforward, out)
+        lead += _walkforward_sections(walkforward, out, tearsheets)
     if overfitting is None and walkforward is not None:
         overfitting = getattr(walkforward, "overfitting", None)
     if overfitting is not None:
