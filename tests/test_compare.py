@@ -377,8 +377,19 @@ def test_random_sweep_report_explains_missing_heatmap(tmp_path):
         }
     )
     frame = run_sweep(plan, opts=ExecutorOptions(progress=False), out=tmp_path, report=False)
-    path = write_sweep_report(plan, frame.ranking.assign(status="ok"), [], tmp_path / "r")
-    assert "not drawn: the sweep samples at random" in path.read_text(encoding="utf-8")
+    path = write_sweep_report(
+        plan,
+        frame.ranking.assign(status="ok"),
+        [],
+        tmp_path / "r",
+        overfitting={"probability_of_backtest_overfitting": 0.25, "sharpe": 1.234},
+    )
+    text = path.read_text(encoding="utf-8")
+    assert "not drawn: the sweep samples at random" in text
+    # statistics a sweep supplies are shown, formatted (ratios with two decimals)
+    assert "<h2>Overfitting statistics</h2>" in text and "<td>1.23</td>" in text
+    # the ranking is formatted for reading: Sharpe with two decimals, drawdowns in percent
+    assert "%</td>" in text
     validate_report(path)
 
 

@@ -109,6 +109,9 @@ RATIOS = frozenset(
 KNOWN = PERCENT | MONEY | COUNTS | RATIOS
 LABELS = {
     "cagr": "CAGR",
+    "sharpe": "Sharpe",
+    "sortino": "Sortino",
+    "calmar": "Calmar",
     "annual_volatility": "volatility",
     "max_drawdown": "max drawdown",
     "total_return": "total return",
@@ -141,7 +144,8 @@ def fmt(key: str, value) -> str:
     if key in COUNTS:
         return f"{int(value):,d}"
     if key in PERCENT:
-        return f"{100.0 * value:.1f}%" if abs(value) < 100 else f"{100.0 * value:,.0f}%"
+        text = f"{100.0 * value:.1f}%" if abs(value) < 100 else f"{100.0 * value:,.0f}%"
+        return "0.0%" if text == "-0.0%" else text
     if key in MONEY:
         return f"{value:,.0f}"
     if isinstance(value, int | np.integer):
@@ -291,7 +295,9 @@ def _figure(height: float, rows: int, ratios=None):
     require_extra("matplotlib", "dev")
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, height), layout="constrained")
+    # fixed margins: a constrained layout draws every figure twice (measured: twice as slow)
+    fig = Figure(figsize=(11, height))
+    fig.subplots_adjust(left=0.07, right=0.99, top=0.98, bottom=0.35 / height, hspace=0.08)
     axes = fig.subplots(rows, 1, sharex=True, squeeze=False, height_ratios=ratios)[:, 0]
     return fig, axes
 
