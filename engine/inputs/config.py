@@ -159,7 +159,9 @@ class FilterConfig(BaseModel):
 
 class ReportConfig(_Model):
     out_dir: Path = Path("results")
-    tearsheet: bool = Field(True, description="write the pyfolio returns tear sheet PNG")
+    tearsheet: bool = Field(
+        True, description="write the pyfolio tear sheet PNG (returns, positions, transactions)"
+    )
     plots: bool = True
     html: bool = Field(True, description="write report.html, the run's self-contained page")
     benchmark: str | None = Field(

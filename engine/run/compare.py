@@ -230,7 +230,7 @@ def _strategy_sections(results: Sequence[BacktestResult], out: Path, tearsheets:
         imgs = []
         for i, r in enumerate(results):
             path = out / f"tearsheet_{i:02d}_{r.label}.png"
-            plot_tearsheet(r, path)
+            plot_tearsheet(r, path, full=False)  # the run folders hold the full sheets
             imgs.append(f"<h3>{html.escape(_label(r))}</h3>\n{_img(path, 'tear sheet')}")
         sections.append(_section("pyfolio tear sheets", *imgs))
     return sections
@@ -333,7 +333,7 @@ def _walkforward_tearsheet(wf, out: Path) -> str:
         transactions=oos.transactions.iloc[0:0],
     )
     png = out / "walkforward_tearsheet.png"
-    plot_tearsheet(path_, png, live_start_date=live)
+    plot_tearsheet(path_, png, live_start_date=live, full=False)
     return _img(png, "walk-forward tear sheet") + _p(
         f"out-of-sample from {live:%Y-%m-%d} (pyfolio's live_start_date)"
     )

@@ -235,14 +235,16 @@ def plot_tearsheet(
     path: Path,
     benchmark: pd.Series | None = None,
     live_start_date=None,
+    *,
+    full: bool = True,
 ) -> None:
-    """pyfolio-reloaded's full tear sheet (returns, positions, transactions) written to ``path``
-    as one PNG, the sheets stacked (headless)."""
+    """pyfolio-reloaded's full tear sheet (returns, positions, transactions; only the returns
+    sheet unless ``full``) written to ``path`` as one PNG, the sheets stacked (headless)."""
     from PIL import Image
 
     pyplot()
     images = []
-    for fig in tearsheet_figures(result, benchmark, live_start_date):
+    for fig in tearsheet_figures(result, benchmark, live_start_date, full=full):
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=60)
         buf.seek(0)
