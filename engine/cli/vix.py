@@ -3,10 +3,11 @@
     volbacktest vix --preset sse_ivix \\
         --chains ../shared/data/china_50etf/50etf_options_daily_joinquant__TanTzs.csv \\
         --underlying ../shared/data/china_50etf/510050_daily_unadjusted__zsh-a.csv \\
-        --rates ../shared/data/china_50etf/shibor__Alexdachen.csv --carry-rates --out ivix.csv
+        --rates ../shared/data/china_50etf/shibor__Alexdachen.csv --carry-rates \\
+        --out results/vix/ivix.csv
     volbacktest vix --preset cboe --set max_next_days=null \\
         --chains ../shared/data/us_option_chains/SPX-Options-24jan2011.csv --rate 0.0012 \\
-        --out vix.csv
+        --out results/vix/spx.csv
 
 Writes one row per trade date: ``date, vix30, vix60, status, status60`` (``ok`` or why the date
 has no value), the underlying close when known, and the per-term diagnostics of the near, next
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from volbacktest.engine.errors import ConfigError, DataError, DataNotFoundError
 
-from .common import add_command
+from .common import add_command, add_overwrite
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,8 +59,8 @@ EXAMPLE = """
 D=../shared/data/china_50etf
 volbacktest vix --preset sse_ivix --chains $D/50etf_options_daily_joinquant__TanTzs.csv \\
     --underlying $D/510050_daily_unadjusted__zsh-a.csv --rates $D/shibor__Alexdachen.csv \\
-    --carry-rates --out ivix.csv
-volbacktest vix --preset cboe --rate 0.0012 --set max_next_days=null --out vix.csv \\
+    --carry-rates --out results/vix/ivix.csv
+volbacktest vix --preset cboe --rate 0.0012 --set max_next_days=null --out results/vix/spx.csv \\
     --chains ../shared/data/us_option_chains/SPX-Options-24jan2011.csv
 """
 
@@ -119,11 +120,23 @@ def add_parser(subparsers, parents) -> None:
         metavar="FIELD=VALUE",
         help="override a VixMethod field, e.g. --set min_near_days=1 (repeatable)",
     )
-    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output CSV")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="output CSV (default: results/vix/<chains file name>_<preset>.csv)",
+    )
     p.add_argument(
         "--terms", type=Path, metavar="FILE", help="also write every (date, expiry) term here"
     )
+    add_overwrite(p, "output file")
     p.set_defaults(handler=run)
+
+
+def default_out(args) -> Path:
+    """``results/vix/<chains name>_<preset>.csv``: outputs stay under ``results/`` (ignored by
+    git), not in the working tree."""
+    return Path("results") / "vix" / f"{Path(args.chains).stem}_{args.preset}.csv"
 
 
 def detect_format(path: Path) -> str:
@@ -269,12 +282,21 @@ def compute(args) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def run(args) -> int:
-    table, terms = compute(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, date_format="%Y-%m-%d")
+    from volbacktest.engine.run.outputs import atomic_file, check_output_file
+
+    if args.out is None:
+        args.out = default_out(args)
+    check_output_file(args.out, "--out", overwrite=args.overwrite)  # before any work
     if args.terms is not None:
-        args.terms.parent.mkdir(parents=True, exist_ok=True)
-        terms.to_csv(args.terms, index=False, date_format="%Y-%m-%d")
+        if Path(args.terms).resolve() == Path(args.out).resolve():
+            raise ConfigError(f"--terms {args.terms} is the --out file; give another file")
+        check_output_file(args.terms, "--terms", overwrite=args.overwrite)
+    table, terms = compute(args)
+    with atomic_file(args.out) as tmp:
+        table.to_csv(tmp, date_format="%Y-%m-%d")
+    if args.terms is not None:
+        with atomic_file(args.terms) as tmp:
+            terms.to_csv(tmp, index=False, date_format="%Y-%m-%d")
     counts = table["status"].value_counts()
     ok = table["vix30"].dropna()
     span = f"{table.index[0]:%Y-%m-%d}..{table.index[-1]:%Y-%m-%d}"

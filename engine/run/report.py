@@ -21,6 +21,7 @@ import pandas as pd
 from volbacktest.engine.errors import require_extra
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import dump_config
+from volbacktest.engine.run.outputs import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +140,21 @@ def plot_tearsheet(result: BacktestResult, path: Path) -> None:
     tearsheet_figure(result).savefig(path, dpi=60, bbox_inches="tight")
 
 
-def write_run(result: BacktestResult, out_dir: Path) -> Path:
-    """Write one run's folder; returns its path."""
-    out = Path(out_dir) / result.label
-    out.mkdir(parents=True, exist_ok=True)
+def write_run(result: BacktestResult, out_dir: Path, *, overwrite: bool = False) -> Path:
+    """Write one run's folder ``out_dir/<label>/``; returns its path.
+
+    The folder is written whole in a temporary sibling and moved into place when complete
+    (:func:`~volbacktest.engine.run.outputs.atomic_dir`): an existing folder is refused unless
+    ``overwrite``, and then replaced whole (no file of the earlier run is left beside the new
+    ones)."""
+    final = Path(out_dir) / result.label
+    with atomic_dir(final, overwrite=overwrite) as out:
+        _write_run_files(result, out)
+    log.info("wrote %s", final)
+    return final
+
+
+def _write_run_files(result: BacktestResult, out: Path) -> None:
     (out / "config.yaml").write_text(dump_config(result.config), encoding="utf-8")
     meta = dict(result.metrics)
     meta["market_notes"] = list(result.market_notes)
@@ -165,14 +177,19 @@ def write_run(result: BacktestResult, out_dir: Path) -> Path:
         plot_equity(result, out / "equity.png")
     if rep.tearsheet:
         plot_tearsheet(result, out / "tearsheet.png")
-    log.info("wrote %s", out)
-    return out
 
 
-def write_comparison(results: Sequence[BacktestResult], out_dir: Path) -> Path:
-    """Metrics table (CSV, Markdown) and overlaid equity curves for several runs."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def write_comparison(
+    results: Sequence[BacktestResult], out_dir: Path, *, overwrite: bool = False
+) -> Path:
+    """Metrics table (CSV, Markdown) and overlaid equity curves for several runs, written
+    whole into ``out_dir`` (refused when it exists, unless ``overwrite``)."""
+    with atomic_dir(out_dir, overwrite=overwrite) as out:
+        _write_comparison_files(results, out)
+    return Path(out_dir)
+
+
+def _write_comparison_files(results: Sequence[BacktestResult], out: Path) -> None:
     table = metrics_table(results)
     table.to_csv(out / "metrics.csv", index_label="run", float_format="%.10g")
     (out / "metrics.md").write_text(_markdown(table), encoding="utf-8")
@@ -193,4 +210,3 @@ def write_comparison(results: Sequence[BacktestResult], out_dir: Path) -> Path:
     fig.tight_layout()
     fig.savefig(out / "equity.png", dpi=90)
     plt.close(fig)
-    return out
