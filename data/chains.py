@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from volbacktest.data.loaders import read_csv_checked
 from volbacktest.engine.calculators.chain_rules import (
     PRICE_COLUMNS,
     AdjustedMode,
@@ -429,25 +430,6 @@ def _check_file(path: str | Path, what: str = "chain file") -> Path:
     return p
 
 
-def read_chain_csv(path: Path, **kwargs: object) -> pd.DataFrame:
-    """``pd.read_csv`` with the failures a user can cause (a binary or non-UTF-8 file, a row
-    with extra fields, an empty file) as a :class:`DataError` naming the file and the fix."""
-    try:
-        return pd.read_csv(path, **kwargs)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); expected a "
-            "comma-separated text file, check that this is the right file"
-        ) from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty; expected a CSV with a header") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(
-            f"{path}: not a well-formed CSV ({exc}); fix that line (a stray comma or quote) "
-            "or delete it"
-        ) from None
-
-
 def numeric_column(
     values: pd.Series, path: Path, column: str, lines: np.ndarray | None = None
 ) -> np.ndarray:
@@ -526,7 +508,7 @@ def _parse_dates(s: pd.Series, fmt: str | None, path: Path, column: str) -> pd.S
 def load_underlying_close(path: str | Path) -> pd.Series:
     """Daily close of the 510050 unadjusted file (``datetime,...,close,...``) by trade date."""
     p = _check_file(path, "underlying file")
-    raw = read_chain_csv(p)
+    raw = read_csv_checked(p)
     for c in ("datetime", "close"):
         if c not in raw.columns:
             raise DataError(
@@ -551,7 +533,7 @@ def load_50etf_contracts(path: str | Path) -> pd.DataFrame:
     a trailing ``A`` marks a dividend-adjusted contract); ``end_date`` is the expiry.
     """
     p = _check_file(path, "contract list")
-    raw = read_chain_csv(p)
+    raw = read_csv_checked(p)
     raw = raw.rename(columns={raw.columns[0]: "contract"})
     for c in ("display_name", "start_date", "end_date"):
         if c not in raw.columns:
@@ -625,7 +607,7 @@ def load_50etf_options(
     ``policy`` (see :class:`ChainPolicy`) decides what is dropped; ``None`` returns the raw rows.
     """
     p = _check_file(path)
-    raw = read_chain_csv(p)
+    raw = read_csv_checked(p)
     missing = [c for c in _50ETF_COLUMNS if c not in raw.columns]
     if missing:
         raise DataError(
@@ -707,7 +689,7 @@ def load_gs_options(
     PM-settled (``settlement='PM'``), multiplier 100.
     """
     p = _check_file(path)
-    raw = read_chain_csv(p)
+    raw = read_csv_checked(p)
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in _GS_COLUMNS if c not in raw.columns]
     if missing:
@@ -797,7 +779,7 @@ def load_spx_quote_table(
             f"{p}: lines 1-2 should be 'ROOT (NAME),spot,change,' and 'Mon DD YYYY @ HH:MM ET' "
             f"({exc})"
         ) from None
-    raw = read_chain_csv(p, skiprows=2, header=None, dtype=str, skip_blank_lines=True)
+    raw = read_csv_checked(p, skiprows=2, header=None, dtype=str, skip_blank_lines=True)
     if raw.shape[1] < 14:
         raise DataError(f"{p}: expected 14 columns (call + put block), found {raw.shape[1]}")
     sides = []

@@ -358,7 +358,16 @@ def test_cli_futures_and_etn_write_their_tables(tmp_path):
     out = tmp_path / "curve.csv"
     rc = main(["futures", "--contracts", str(folder), "--out", str(out), "--n", "3"])
     rc_plot = main(
-        ["futures", "--contracts", str(folder), "--out", str(out), "--plot-date", "2009-11-02"]
+        [
+            "futures",
+            "--contracts",
+            str(folder),
+            "--out",
+            str(out),
+            "--plot-date",
+            "2009-11-02",
+            "--overwrite",
+        ]
     )
     assert rc == rc_plot == 0 and (tmp_path / "curve_term.png").stat().st_size > 0
     curve = pd.read_csv(out, index_col="date", parse_dates=["date"])

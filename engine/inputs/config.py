@@ -138,6 +138,12 @@ class DataConfig(_Model):
         "shared source only)",
     )
     synthetic: SyntheticConfig = SyntheticConfig()
+    bad_quotes: Literal["stop", "drop", "warn"] = Field(
+        "stop",
+        description="option-chain rows with a crossed quote, a negative price or an expiry "
+        "before the trade date: stop with an error naming them, drop them (counted in the "
+        "run's notes) or keep them with a warning (data.chains.ChainPolicy.bad_quotes)",
+    )
 
     @model_validator(mode="after")
     def _order(self):
