@@ -252,6 +252,10 @@ def test_unknown_command(env, capsys):
     assert status == 2 and "did you mean 'sweep'" in err and "Traceback" not in err
 
 
+def test_datasets_root_missing(env, capsys):
+    check(env, ["datasets", "--root", "nowhere"], capsys, "nowhere", "no such folder")
+
+
 def test_configs_sharing_a_name(env, capsys):
     a = write_config(env.tmp, "a")
     b = env.tmp / "b.yaml"
@@ -982,3 +986,23 @@ def test_api_save_refuses_then_overwrites(tmp_path):
         res.save(tmp_path / "out")
     assert res.save(tmp_path / "out", overwrite=True) == folder
     shutil.rmtree(folder)
+
+
+def test_walkforward_ranking_says_which_window(env, capsys):
+    """The rolling walk-forward's "best by" list and ranking.csv are the first window's
+    in-sample ranking, and say so."""
+    spec = sweep_spec(env.tmp)
+    raw = yaml.safe_load(spec.read_text(encoding="utf-8"))
+    raw["split"] = {"rolling": {"train": 126, "test": 63}}
+    spec.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    status = main(["sweep", str(spec), "--no-report", "--no-progress", "--top", "1"])
+    out = capsys.readouterr().out
+    assert status == 0
+    n = out.split("runs in ")[1].split(" walk-forward windows")[0]
+    assert f"best by max sharpe in walk-forward window wf00 (1 of {n}, in-sample 2015-" in out
+    ranking = pd.read_csv(env.tmp / "results" / "tiny_sweep" / "ranking.csv")
+    assert (
+        ranking["ranked_on"]
+        .str.startswith(f"in-sample of walk-forward window wf00 (1 of {n}")
+        .all()
+    )

@@ -148,7 +148,13 @@ def run_sweep(
             top_results.append((run_id, run_backtest(cfg, market=markets.get(cfg))))
         drift = drift_check(top_results, markets, plan.spec.drift_tolerance)
         if wf is not None:  # the ranking is the first window's in-sample one: say so
-            ranking.insert(0, "window", wf.windows["window"].iloc[0])
+            first = wf.windows.iloc[0]
+            ranking.insert(
+                0,
+                "ranked_on",
+                f"in-sample of walk-forward window {first['window']} (1 of {len(wf.windows)}, "
+                f"{first['train_start']:%Y-%m-%d}..{first['train_end']:%Y-%m-%d})",
+            )
         # each report file is replaced whole (a failure keeps the previous one)
         with atomic_file(folder / "ranking.csv") as tmp:
             ranking.to_csv(tmp, float_format="%.10g")
