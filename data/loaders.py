@@ -400,7 +400,7 @@ def _day_month_order(
         f"12 in any of the {len(text)} rows ({text.iloc[0]!r} .. {text.iloc[-1]!r}), so "
         "DD/MM/YYYY and MM/DD/YYYY cannot be told apart; write the dates as YYYY-MM-DD "
         f"(from Python a loader also takes date_format={day_month!r} for day first or "
-        f"{month_day!r} for month first)"
+        f"date_format={month_day!r} for month first)"
     )
 
 

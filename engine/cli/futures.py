@@ -332,14 +332,12 @@ def _etn(args) -> int:
 
     from volbacktest.engine.calculators.futures_curve import futures_index, simulate_etn
 
-    _check_outputs(args, ("--out", args.out))
-    matrix, sessions, summary = _settles(args)
+    # arguments and the output first: nothing is read before they are known to be usable
     start = args.start
     if start is None and args.index == "mid_term":
         start = "auto"
     elif start not in (None, "auto"):
         start = _date(start)
-    index = futures_index(matrix, sessions, args.index, tbill_rate=args.tbill_rate, start=start)
     fee = default_fees()[args.kind] if args.fee is None else args.fee
     leverage = DEFAULT_LEVERAGE[args.kind] if args.leverage is None else args.leverage
     if (leverage > 0) != (args.kind == "long"):
@@ -347,6 +345,9 @@ def _etn(args) -> int:
             f"--kind {args.kind} with --leverage {leverage:g}: a long note needs leverage > 0, "
             "an inverse one < 0"
         )
+    _check_outputs(args, ("--out", args.out))
+    matrix, sessions, summary = _settles(args)
+    index = futures_index(matrix, sessions, args.index, tbill_rate=args.tbill_rate, start=start)
     etn = simulate_etn(
         index,
         leverage=leverage,

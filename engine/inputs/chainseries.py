@@ -44,7 +44,7 @@ class ChainContext:
 class ChainDatasetSpec:
     name: str
     underlying: str  # dataset name of the underlying's bars (the traded instrument)
-    # (roots, bad_quotes=...) -> chain, context; context.extras["notes"]: the policy's counts
+    # (roots[, bad_quotes=...]) -> chain, context; context.extras["notes"]: the policy's counts
     load_shared: Callable[..., tuple[pd.DataFrame, ChainContext]]
     load_synthetic: Callable[[int, Any, Any], tuple[pd.DataFrame, ChainContext]] | None = None
     description: str = ""
@@ -135,7 +135,10 @@ def _cached_synthetic(chain: str, seed: int, start: str, end: str):
 def _cached_shared(chain: str, roots: tuple[str, ...], bad_quotes: str = "stop"):
     paths = [Path(r) for r in roots]
     found = SearchRoots(paths, [("root", p) for p in paths])
-    return CHAIN_DATASETS[chain].load_shared(found, bad_quotes=bad_quotes)
+    # data.bad_quotes reaches the loader when it is not the default (a loader registered as
+    # ``load_shared(roots)`` keeps working with default configs)
+    policy = {} if bad_quotes == "stop" else {"bad_quotes": bad_quotes}
+    return CHAIN_DATASETS[chain].load_shared(found, **policy)
 
 
 def chain_notes(name: str, data_cfg) -> tuple[str, ...]:
