@@ -854,7 +854,12 @@ def test_sweep_store_exists(env, capsys):
     status, err = run_cli(["sweep", spec, "--no-report", "--no-progress"], capsys)
     assert status == 0, err
     err = check(
-        env, ["sweep", spec, "--no-report", "--no-progress"], capsys, "already holds", "--resume"
+        env,
+        ["sweep", spec, "--no-report", "--no-progress"],
+        capsys,
+        "already holds",
+        "--resume",
+        "--overwrite",
     )
     status, err = run_cli(
         ["sweep", spec, "--no-report", "--no-progress", "--out", "results/other"], capsys
