@@ -262,7 +262,16 @@ def _read_bodies(paths: Sequence[Path]) -> tuple[pd.DataFrame, np.ndarray, np.nd
     """All files' data lines read by one ``read_csv``: (cells, file number, line number)."""
     texts, file_ids, line_nos = [], [], []
     for i, path in enumerate(paths):
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        text = path.read_bytes()
+        try:
+            if b"\x00" in text:
+                raise UnicodeDecodeError("utf-8", text, text.index(b"\x00"), 0, "NUL byte")
+            lines = text.decode("utf-8-sig").splitlines()
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); the folder "
+                "should hold only the CFE_<M><YY>_VX.csv text files: move this one out"
+            ) from None
         header = tuple(c.strip() for c in lines[0].split(",")) if lines else ()
         if header[: len(CFE_COLUMNS)] != CFE_COLUMNS:
             raise DataError(
@@ -276,14 +285,24 @@ def _read_bodies(paths: Sequence[Path]) -> tuple[pd.DataFrame, np.ndarray, np.nd
         file_ids.extend([i] * len(body))
     if not texts:
         raise DataError("the CFE files hold no data lines")
-    cells = pd.read_csv(
-        io.StringIO("\n".join(texts)),
-        header=None,
-        names=list(CFE_COLUMNS),
-        usecols=range(len(CFE_COLUMNS)),
-        dtype={"Trade Date": str, "Futures": str},
-        skip_blank_lines=False,
-    )
+    try:
+        cells = pd.read_csv(
+            io.StringIO("\n".join(texts)),
+            header=None,
+            names=list(CFE_COLUMNS),
+            usecols=range(len(CFE_COLUMNS)),
+            dtype={"Trade Date": str, "Futures": str},
+            skip_blank_lines=False,
+        )
+    except pd.errors.ParserError as exc:  # e.g. a quote left open
+        where = re.search(r"line (\d+)", str(exc))
+        at = ""
+        if where and 0 < int(where[1]) <= len(texts):
+            j = int(where[1]) - 1
+            at = f"{paths[file_ids[j]].name} line {line_nos[j]}: "
+        raise DataError(
+            f"{at}not a well-formed CSV line ({exc}); fix or delete that line"
+        ) from None
     return cells, np.asarray(file_ids), np.asarray(line_nos)
 
 

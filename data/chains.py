@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from volbacktest.data.loaders import read_csv_checked
 from volbacktest.engine.calculators.chain_rules import (
     PRICE_COLUMNS,
     AdjustedMode,
@@ -241,12 +242,23 @@ def validate_chain(df: pd.DataFrame, source: str = "chain") -> ChainReport:
 # policy
 
 DuplicateMode = Literal["mean", "first", "drop", "error"]
+BadQuotes = Literal["stop", "drop", "warn"]
+BAD_QUOTE_PROBLEMS: tuple[str, ...] = ("crossed", "negative", "expired")
+BAD_QUOTES_FIX = (
+    "command line: --bad-quotes drop (or warn); config: data.bad_quotes: drop; Python: "
+    "policy=ChainPolicy(bad_quotes='drop')"
+)
 
 
 @dataclass(frozen=True)
 class ChainPolicy:
     """What :func:`apply_policy` drops. Defaults are the house policy:
 
+    * ``bad_quotes``: what happens to rows with a crossed quote, a negative price or an expiry
+      before the trade date (errors in the file, not features of the market): ``"stop"`` (the
+      default) raises a :class:`DataError` naming the file, the counts, the first rows and the
+      fix; ``"drop"`` drops them as the ``drop_*`` flags below say, with a warning; ``"warn"``
+      keeps them with a warning;
     * ``drop_crossed``: rows with bid > ask are dropped (no mid can be trusted);
     * ``drop_negative``: rows with a negative price are dropped;
     * ``drop_expired``: rows with expiry before the trade date are dropped;
@@ -269,8 +281,13 @@ class ChainPolicy:
     drop_nan_price: bool = True
     duplicates: DuplicateMode = "mean"
     adjusted: AdjustedMode = "keep"
+    bad_quotes: BadQuotes = "stop"
 
     def __post_init__(self) -> None:
+        if self.bad_quotes not in ("stop", "drop", "warn"):
+            raise DataError(
+                f"bad_quotes={self.bad_quotes!r} is not a policy; use 'stop', 'drop' or 'warn'"
+            )
         if self.duplicates not in ("mean", "first", "drop", "error"):
             raise DataError(
                 f"duplicates={self.duplicates!r} is not a policy; use 'mean', 'first', "
@@ -342,12 +359,14 @@ def apply_policy(
             f"{len(df)}; call validate_chain on this frame first"
         )
     m = _masks(df)
+    source = report.source if report is not None else "chain"
+    kept = _bad_quotes(df, m, pol.bad_quotes, source)
     drop = np.zeros(len(df), dtype=bool)
     counts: dict[str, int] = {}
     for name, flag in (
-        ("crossed", pol.drop_crossed),
-        ("negative", pol.drop_negative),
-        ("expired", pol.drop_expired),
+        ("crossed", pol.drop_crossed and not kept),
+        ("negative", pol.drop_negative and not kept),
+        ("expired", pol.drop_expired and not kept),
         ("nan_price", pol.drop_nan_price),
     ):
         if flag and m[name].any():
@@ -361,28 +380,78 @@ def apply_policy(
     out, n_merged = _merge_duplicates(out, pol.duplicates)
     if n_merged:
         counts[f"duplicate-key rows removed ({pol.duplicates})"] = n_merged
+    note = None
     if counts:
-        source = report.source if report is not None else "chain"
         detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
+        note = f"{source}: policy removed {len(df) - len(out)} of {len(df)} rows ({detail})"
         warnings.warn(
             DataQualityWarning(
-                f"{source}: policy removed {len(df) - len(out)} of {len(df)} rows ({detail}); "
-                "pass policy=None to the loader (or other ChainPolicy options) to change this"
+                f"{note}; pass policy=None to the loader (or other ChainPolicy options) to "
+                "change this"
             ),
             stacklevel=2,
         )
-    return _finish(out)
+    out = _finish(out)
+    out.attrs["policy_note"] = note  # the run's notes count every dropped row
+    return out
+
+
+def _bad_quotes(df: pd.DataFrame, masks: dict, mode: BadQuotes, source: str) -> bool:
+    """Apply the ``bad_quotes`` policy: raise (``stop``), warn and keep (``warn``, returns
+    True) or leave the rows to the ``drop_*`` flags (``drop``, returns False)."""
+    bad = {k: masks[k] for k in BAD_QUOTE_PROBLEMS if masks[k].any()}
+    if not bad or mode == "drop":
+        return False
+    extra = {"crossed": ("bid", "ask"), "negative": _price_columns(df), "expired": ()}
+    names = {
+        "crossed": "crossed quotes (bid > ask)",
+        "negative": "negative prices",
+        "expired": "expiry before the trade date",
+    }
+    parts = []
+    for k, mask in bad.items():
+        ex = _row_label(df, np.flatnonzero(mask), extra[k])
+        parts.append(f"{int(mask.sum())} rows with {names[k]} (first: {ex[0]})")
+    text = f"{source}: {'; '.join(parts)}"
+    if mode == "stop":
+        raise DataError(f"{text}; fix the file, or drop those rows ({BAD_QUOTES_FIX})")
+    warnings.warn(DataQualityWarning(f"{text}; kept (bad_quotes='warn')"), stacklevel=3)
+    return True
 
 
 # --------------------------------------------------------------------------------------------
 # helpers shared by the loaders
 
 
-def _check_file(path: str | Path) -> Path:
+def _check_file(path: str | Path, what: str = "chain file") -> Path:
     p = Path(path)
     if not p.is_file():
-        raise DataNotFoundError(f"chain file {p} not found; pass the path to an existing file")
+        raise DataNotFoundError(f"{what} {p} not found; pass the path to an existing file")
     return p
+
+
+def numeric_column(
+    values: pd.Series, path: Path, column: str, lines: np.ndarray | None = None
+) -> np.ndarray:
+    """A column as float64: empty cells are NaN, text such as ``'1,075'`` or ``'abc'`` is a
+    :class:`DataError` naming the file, the line, the column and the value (never a silent
+    NaN, never a bare ``could not convert string to float``). ``lines`` are the file's line
+    numbers of the values (default: a header on line 1, one row a line)."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    text = values.astype("string").str.strip()
+    empty = text.isna() | text.eq("")
+    parsed = pd.to_numeric(text.where(~empty), errors="coerce")
+    bad = (parsed.isna() & ~empty).to_numpy(dtype=bool)
+    if bad.any():
+        i = np.flatnonzero(bad)
+        at = np.arange(len(values)) + 2 if lines is None else np.asarray(lines)
+        shown = ", ".join(f"line {int(at[j])} {values.iloc[j]!r}" for j in i[:3])
+        raise DataError(
+            f"{path}: column {column!r} has {i.size} non-numeric value(s) ({shown}); write "
+            "plain numbers (no thousands separators or text) or delete those rows"
+        )
+    return parsed.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
@@ -438,8 +507,8 @@ def _parse_dates(s: pd.Series, fmt: str | None, path: Path, column: str) -> pd.S
 
 def load_underlying_close(path: str | Path) -> pd.Series:
     """Daily close of the 510050 unadjusted file (``datetime,...,close,...``) by trade date."""
-    p = _check_file(path)
-    raw = pd.read_csv(p)
+    p = _check_file(path, "underlying file")
+    raw = read_csv_checked(p)
     for c in ("datetime", "close"):
         if c not in raw.columns:
             raise DataError(
@@ -448,7 +517,7 @@ def load_underlying_close(path: str | Path) -> pd.Series:
             )
     dates = _parse_dates(raw["datetime"], "%Y-%m-%d", p, "datetime")
     s = pd.Series(
-        raw["close"].to_numpy(dtype=float),
+        numeric_column(raw["close"], p, "close"),
         index=pd.DatetimeIndex(dates.astype("datetime64[ns]"), name="trade_date"),
         name="underlying",
     )
@@ -463,8 +532,8 @@ def load_50etf_contracts(path: str | Path) -> pd.DataFrame:
     ``display_name`` like ``50ETF购3月2200`` (购 = call, 沽 = put; strike in thousandths of CNY;
     a trailing ``A`` marks a dividend-adjusted contract); ``end_date`` is the expiry.
     """
-    p = _check_file(path)
-    raw = pd.read_csv(p)
+    p = _check_file(path, "contract list")
+    raw = read_csv_checked(p)
     raw = raw.rename(columns={raw.columns[0]: "contract"})
     for c in ("display_name", "start_date", "end_date"):
         if c not in raw.columns:
@@ -538,7 +607,7 @@ def load_50etf_options(
     ``policy`` (see :class:`ChainPolicy`) decides what is dropped; ``None`` returns the raw rows.
     """
     p = _check_file(path)
-    raw = pd.read_csv(p)
+    raw = read_csv_checked(p)
     missing = [c for c in _50ETF_COLUMNS if c not in raw.columns]
     if missing:
         raise DataError(
@@ -556,8 +625,8 @@ def load_50etf_options(
         cp=cp,
         trade_date=_parse_dates(df["trade_date"], "%Y-%m-%d", p, "交易日期"),
         expiry=_parse_dates(df["expiry"], "%Y-%m-%d", p, "到期日期"),
-        strike=df["strike"].astype(float),
-        close=df["close"].astype(float),
+        strike=numeric_column(df["strike"], p, "执行价"),
+        close=numeric_column(df["close"], p, "收盘价"),
     )
     df["trade_date"] = df["trade_date"].astype("datetime64[ns]")
     df["expiry"] = df["expiry"].astype("datetime64[ns]")
@@ -620,7 +689,7 @@ def load_gs_options(
     PM-settled (``settlement='PM'``), multiplier 100.
     """
     p = _check_file(path)
-    raw = pd.read_csv(p)
+    raw = read_csv_checked(p)
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in _GS_COLUMNS if c not in raw.columns]
     if missing:
@@ -638,8 +707,9 @@ def load_gs_options(
         settlement="PM",
         multiplier=100.0,
     )
-    for c in ("volume", "open_interest", "open_interest_next"):
-        df[c] = df[c].astype(float)
+    for c in ("underlying", "strike", "last", "bid", "ask", "volume", "open_interest"):
+        df[c] = numeric_column(df[c], p, {v: k for k, v in _GS_COLUMNS.items()}[c])
+    df["open_interest_next"] = numeric_column(df["open_interest_next"], p, "T1OpenInterest")
     return _load(df, f"GS options {p.name}", policy)
 
 
@@ -695,8 +765,11 @@ def load_spx_quote_table(
     call/put letter is checked against the side of the table.
     """
     p = _check_file(path)
-    with p.open(encoding="utf-8") as fh:
-        line1, line2 = fh.readline(), fh.readline()
+    try:
+        with p.open(encoding="utf-8") as fh:
+            line1, line2 = fh.readline(), fh.readline()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not a UTF-8 text file ({exc.reason}); check the file") from None
     try:
         spot = float(line1.split(",")[1])
         when = line2.split(",")[0].replace(" ET", "").strip()
@@ -706,7 +779,7 @@ def load_spx_quote_table(
             f"{p}: lines 1-2 should be 'ROOT (NAME),spot,change,' and 'Mon DD YYYY @ HH:MM ET' "
             f"({exc})"
         ) from None
-    raw = pd.read_csv(p, skiprows=2, header=None, dtype=str, skip_blank_lines=True)
+    raw = read_csv_checked(p, skiprows=2, header=None, dtype=str, skip_blank_lines=True)
     if raw.shape[1] < 14:
         raise DataError(f"{p}: expected 14 columns (call + put block), found {raw.shape[1]}")
     sides = []
@@ -749,7 +822,7 @@ def load_spx_quote_table(
         }
     )
     for c in ("last", "net_change", "bid", "ask", "volume", "open_interest"):
-        df[c] = pd.to_numeric(long[c], errors="coerce").to_numpy(dtype=float)
+        df[c] = numeric_column(long[c], p, c, lines=long["line"].to_numpy())
     out = _load(df, f"SPX quote table {p.name}", policy)
     out.attrs["quote_time"] = quote_time
     return out

@@ -208,14 +208,62 @@ def _scan_preamble(path: Path) -> tuple[int, list[list[str]]]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         head: list[list[str]] = []
-        for row in itertools.islice(reader, _HEADER_SCAN_LINES):
-            if any(_holds_number(tok) for tok in row):
-                return reader.line_num, head
-            head.append(row)
+        try:
+            for row in itertools.islice(reader, _HEADER_SCAN_LINES):
+                if any(_holds_number(tok) for tok in row):
+                    return reader.line_num, head
+                head.append(row)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DataError(
+                f"{path}: not a comma-separated text file ({exc}); check that this is the "
+                "right file (UTF-8 text, one row a line)"
+            ) from None
     raise DataError(
         f"{path.name}: no line with a number in the first {_HEADER_SCAN_LINES} lines, so no "
         "data rows were found; check that this is a comma-separated price file"
     )
+
+
+_TEXT_PROBE_BYTES = 65_536
+
+
+def check_text_file(path: Path) -> None:
+    """A :class:`DataError` when ``path`` starts like a binary file (a NUL byte, or bytes that
+    are not UTF-8, in its first 64 KiB) rather than CSV text."""
+    with open(path, "rb") as fh:
+        head = fh.read(_TEXT_PROBE_BYTES)
+    bad = head.find(b"\x00")
+    if bad < 0:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 3:  # not just a character cut by the probe's end
+                bad = exc.start
+    if bad >= 0:
+        raise DataError(
+            f"{path}: not a UTF-8 text file (binary content at byte {bad}); expected a "
+            "comma-separated text file, check that this is the right file"
+        )
+
+
+def read_csv_checked(path: Path, **kwargs: object) -> pd.DataFrame:
+    """``pd.read_csv`` with the failures a user can cause (a binary or non-UTF-8 file, a row
+    with extra fields, an empty file) as a :class:`DataError` naming the file and the fix."""
+    check_text_file(Path(path))
+    try:
+        return pd.read_csv(path, **kwargs)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); expected a "
+            "comma-separated text file, check that this is the right file"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; expected a CSV with a header") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(
+            f"{path}: not a well-formed CSV ({str(exc).strip()}); fix that line (a stray comma "
+            "or quote) or delete it"
+        ) from None
 
 
 _READ_OPTIONS = {
@@ -242,7 +290,7 @@ def _read_table(path: str | os.PathLike[str], *, names: Sequence[str] | None = N
                 f"but holds {','.join(header)!r}; add a header line such as "
                 "'Date,Open,High,Low,Close' above the first data row"
             )
-        frame = pd.read_csv(path, skiprows=first_data_line - 2, header=0, **_READ_OPTIONS)
+        frame = read_csv_checked(path, skiprows=first_data_line - 2, header=0, **_READ_OPTIONS)
         raw_names = [str(c) for c in frame.columns]
         preamble = tuple(",".join(r) for r in head[:-1])
     elif names is None:
@@ -252,7 +300,7 @@ def _read_table(path: str | os.PathLike[str], *, names: Sequence[str] | None = N
             "headerless layout"
         )
     else:
-        frame = pd.read_csv(path, header=None, **_READ_OPTIONS)
+        frame = read_csv_checked(path, header=None, **_READ_OPTIONS)
         if frame.shape[1] != len(names):
             raise DataError(
                 f"{path.name}: headerless file has {frame.shape[1]} columns but this layout "
@@ -335,7 +383,8 @@ def _day_month_order(
         raise DataError(
             f"{source}: column {column!r} is inconsistent: line {lines[a]} ({text[a]!r}) can "
             f"only be day-first but line {lines[b]} ({text[b]!r}) can only be month-first; fix "
-            f"the rows, or pass date_format={day_month!r} or {month_day!r}"
+            f"the rows, or write every date as YYYY-MM-DD (from Python a loader also takes "
+            f"date_format={day_month!r} or {month_day!r})"
         )
     if day_first.any():
         logger.debug("%s: dates read as %s", source, day_month)
@@ -349,8 +398,9 @@ def _day_month_order(
     raise DataError(
         f"{source}: column {column!r}: the dates are ambiguous: no day or month field exceeds "
         f"12 in any of the {len(text)} rows ({text.iloc[0]!r} .. {text.iloc[-1]!r}), so "
-        "DD/MM/YYYY and MM/DD/YYYY cannot be told apart; pass "
-        f"date_format={day_month!r} (day first) or date_format={month_day!r} (month first)"
+        "DD/MM/YYYY and MM/DD/YYYY cannot be told apart; write the dates as YYYY-MM-DD "
+        f"(from Python a loader also takes date_format={day_month!r} for day first or "
+        f"date_format={month_day!r} for month first)"
     )
 
 
@@ -411,7 +461,8 @@ def parse_dates(
         raise fail(
             unknown,
             f"{int(unknown.sum())} value(s) are not dates",
-            "fix those rows, or pass date_format= (e.g. '%d.%m.%y') if the layout is unusual",
+            "fix those rows (write dates as YYYY-MM-DD; from Python a loader also takes "
+            "date_format=, e.g. '%d.%m.%y')",
         )
     present = [(name, mask) for name, mask in kinds.items() if mask.any()]
     if len(present) > 1:
@@ -420,7 +471,7 @@ def parse_dates(
         raise DataError(
             f"{source}: column {column!r} mixes date layouts: line {lines[first_a]} "
             f"({text[first_a]!r}) is {name_a} but line {lines[first_b]} ({text[first_b]!r}) is "
-            f"{name_b}; make the column consistent, or pass date_format="
+            f"{name_b}; make the column consistent (every date as YYYY-MM-DD)"
         )
     pattern = _DATE_LAYOUTS[present[0][0]]
     if pattern == _DAY_MONTH_RE:
@@ -619,8 +670,9 @@ def adjust_to_total_return(frame: pd.DataFrame) -> pd.DataFrame:
     """
     if "adj_close" not in frame.columns:
         raise DataError(
-            f"{frame.attrs.get('source', 'frame')}: no adj_close column to adjust with; the "
-            "prices are used as they are"
+            f"{frame.attrs.get('source', 'frame')}: no 'Adj Close' column, so the total-return "
+            "(split- and dividend-adjusted) close this dataset uses cannot be computed; use a "
+            "download that has Adj Close (Yahoo's daily history does)"
         )
     scale = frame["adj_close"] / frame["close"]
     out = frame.assign(

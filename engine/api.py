@@ -191,13 +191,15 @@ class RunResult:
         """pyfolio-reloaded's returns tear sheet as a matplotlib Figure (nothing is written)."""
         return tearsheet_figure(self.result)
 
-    def save(self, out_dir: str | Path | None = None) -> Path:
+    def save(self, out_dir: str | Path | None = None, *, overwrite: bool = False) -> Path:
         """Write the run's folder ``out_dir/<name>/`` as the command line does (config.yaml,
         metrics.json, CSVs, and the plots that ``report.plots``/``report.tearsheet`` ask
-        for); ``out_dir`` defaults to ``report.out_dir``. Returns the folder."""
+        for); ``out_dir`` defaults to ``report.out_dir``. Returns the folder. The folder is
+        written whole and moved into place; an existing one is refused unless ``overwrite``
+        (then it is replaced whole)."""
         report = self.config.report
         with _keeping_backend(report.plots or report.tearsheet):
-            return write_run(self.result, Path(out_dir or report.out_dir))
+            return write_run(self.result, Path(out_dir or report.out_dir), overwrite=overwrite)
 
     def __repr__(self) -> str:
         m = self.metrics

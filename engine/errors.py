@@ -23,6 +23,11 @@ class DataNotFoundError(EngineError, FileNotFoundError):
     """A data file could not be found in any search root."""
 
 
+class OutputError(EngineError, OSError):
+    """An output location cannot be used (a file where a folder is needed, not writable, or
+    an earlier result that would be replaced without ``--overwrite``)."""
+
+
 class MissingExtraError(EngineError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -45,3 +46,13 @@ def _close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The command line's ``main`` sets the package logger's level; put it back for the other
+    tests (test_cli, test_bad_inputs and any test calling ``main`` in-process)."""
+    logger = logging.getLogger("volbacktest")
+    level = logger.level
+    yield
+    logger.setLevel(level)

@@ -358,7 +358,16 @@ def test_cli_futures_and_etn_write_their_tables(tmp_path):
     out = tmp_path / "curve.csv"
     rc = main(["futures", "--contracts", str(folder), "--out", str(out), "--n", "3"])
     rc_plot = main(
-        ["futures", "--contracts", str(folder), "--out", str(out), "--plot-date", "2009-11-02"]
+        [
+            "futures",
+            "--contracts",
+            str(folder),
+            "--out",
+            str(out),
+            "--plot-date",
+            "2009-11-02",
+            "--overwrite",
+        ]
     )
     assert rc == rc_plot == 0 and (tmp_path / "curve_term.png").stat().st_size > 0
     curve = pd.read_csv(out, index_col="date", parse_dates=["date"])
@@ -389,7 +398,8 @@ def test_cli_reports_bad_input_with_status_2(tmp_path, capsys):
         assert (
             main(["futures", "--contracts", str(folder), "--out", out, "--on-problem", "warn"]) == 0
         )
-    assert main(["etn", "--contracts", str(tmp_path / "none"), "--out", out]) == 2
+    argv = ["etn", "--contracts", str(tmp_path / "none"), "--out", out, "--overwrite"]
+    assert main(argv) == 2
     assert "does not exist" in capsys.readouterr().err
     bad_kind = [
         "etn",
@@ -401,7 +411,7 @@ def test_cli_reports_bad_input_with_status_2(tmp_path, capsys):
         "long",
         "--leverage",
         "-1",
+        "--overwrite",
     ]
-    with pytest.warns(DataQualityWarning):
-        assert main([*bad_kind, "--on-problem", "warn"]) == 2
+    assert main([*bad_kind, "--on-problem", "warn"]) == 2  # before any file is read
     assert "a long note needs leverage > 0" in capsys.readouterr().err

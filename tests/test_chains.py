@@ -297,8 +297,15 @@ def test_validate_chain_counts_and_examples():
 def test_apply_policy_drops_with_warning_and_overrides():
     df = _bad_chain()
     rep = validate_chain(df, source="bad")
+    # the default stops at errors in the file (crossed, negative, expired), naming each
+    with pytest.raises(DataError, match=r"bad: 1 rows with crossed.*negative.*expiry before"):
+        apply_policy(df, rep)
+    with pytest.warns(DataQualityWarning) as rec:
+        warned = apply_policy(df, rep, bad_quotes="warn", drop_nan_price=False, duplicates="first")
+    assert "kept (bad_quotes='warn')" in str(rec[0].message)
+    assert len(warned) == 8 and (warned["bid"] < 0).any()  # kept; one duplicate removed
     with pytest.warns(DataQualityWarning, match=r"bad: policy removed 5 of 9 rows") as rec:
-        out = apply_policy(df, rep)
+        out = apply_policy(df, rep, bad_quotes="drop")
     msg = str(rec[0].message)
     for part in ("crossed: 1", "negative: 1", "expired: 1", "nan_price: 1", "(mean): 1"):
         assert part in msg
@@ -307,12 +314,12 @@ def test_apply_policy_drops_with_warning_and_overrides():
     # prefer_standard drops the adjusted call at 100.1 (a priced standard call at 100 is within
     # half a strike step) and keeps the one at 101.3 in a group without standard strikes
     with pytest.warns(DataQualityWarning, match=r"adjusted \(prefer_standard\): 1"):
-        out2 = apply_policy(df, rep, adjusted="prefer_standard")
+        out2 = apply_policy(df, rep, adjusted="prefer_standard", bad_quotes="drop")
     assert out2.loc[out2["adjusted"], "strike"].tolist() == [101.3]
     with pytest.raises(DataError, match="duplicate key"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataQualityWarning)
-            apply_policy(df, rep, duplicates="error")
+            apply_policy(df, rep, duplicates="error", bad_quotes="drop")
     with pytest.raises(DataError, match="valid options"):
         apply_policy(df, rep, drop_crosed=True)
     with pytest.raises(DataError, match="'prefer_standard'"):

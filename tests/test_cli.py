@@ -20,15 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 SHORT = {"synthetic": {"start": "2015-01-02", "end": "2016-12-30"}}
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """``main`` sets the package logger's level; put it back for the other tests."""
-    logger = logging.getLogger("volbacktest")
-    level = logger.level
-    yield
-    logger.setLevel(level)
-
-
 def _config(tmp_path: Path, name: str = "cli_small", **data) -> Path:
     raw = {
         "name": name,

@@ -8,8 +8,11 @@ handlers, so ``--help`` stays fast. ``volbacktest CONFIG.yaml ...`` is short for
 ``volbacktest run CONFIG.yaml ...``.
 
 Exit status: 0 done; 1 a sweep's event-driven re-check drifted from its fast path; 2 a usage
-error or an error the user can fix (bad config, missing or malformed data: one ``error:`` line
-on stderr, the traceback with ``--debug``); 130 interrupted; 141 stdout was a closed pipe.
+error or an error the user can fix (bad config, missing or malformed data, an output location
+that is a file, not writable or already holds a result without ``--overwrite``, permissions,
+encodings, CSV parse errors: one ``error:`` line on stderr, the traceback with ``--debug``);
+70 an engine bug (the traceback and a request to report it); 130 interrupted; 141 stdout was a
+closed pipe. The boundary is :func:`user_error`.
 Logging is configured here only: warnings by default, ``-v`` info, ``-vv`` or ``--debug``
 debug, ``-q`` errors only.
 """
@@ -50,8 +53,8 @@ examples:
   volbacktest COMMAND --help                  the options and examples of one command
 
 -v, -q and --debug work anywhere on the command line. Exit status: 0 done, 1 a sweep's
-event-driven re-check drifted, 2 a usage, config or data error (one line on stderr),
-130 interrupted."""
+event-driven re-check drifted, 2 a usage, config, data or output-location error (one line on
+stderr), 70 an engine bug (please report it), 130 interrupted."""
 
 
 def _version() -> str:
@@ -176,6 +179,70 @@ def configure_logging(verbose: int = 0, quiet: bool = False, debug: bool = False
     return level
 
 
+EXIT_BUG = 70  # EX_SOFTWARE of sysexits.h: an internal error, reported with its traceback
+
+
+def _os_error(exc: OSError) -> str:
+    """An operating-system error on a file as one line naming the file and the fix."""
+    import errno
+
+    name = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or str(exc)
+    fixes = {
+        errno.EACCES: "check its permissions, or choose another location with --out",
+        errno.EPERM: "check its permissions, or choose another location with --out",
+        errno.EROFS: "the file system is read-only: choose another location with --out",
+        errno.ENOSPC: "free some disk space or choose another location with --out",
+        errno.ENOTDIR: "a part of the path is a file, not a folder: fix the path",
+        errno.EISDIR: "it is a folder where a file is needed: give a file name",
+        errno.ENOENT: "check the path (relative paths start from the current folder)",
+    }
+    fix = fixes.get(exc.errno, "check the path and its permissions")
+    return f"{name}: {reason}; {fix}"
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The one-line message for a failure the user can fix, or None for an engine bug.
+
+    Errors of the engine (:class:`EngineError`: config, data, outputs) carry their own message;
+    file-system errors (permissions, read-only folders, a file where a folder is expected),
+    undecodable files and CSV parse errors that reach here without one are described from the
+    exception. Anything else is a bug."""
+    if isinstance(exc, EngineError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return _os_error(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return (
+            f"a file is not text in the expected encoding ({exc.reason} at byte {exc.start}); "
+            "check that every input is a CSV/YAML text file (UTF-8), not a binary file"
+        )
+    pandas_errors = sys.modules.get("pandas.errors")
+    if pandas_errors is not None and isinstance(
+        exc, (pandas_errors.ParserError, pandas_errors.EmptyDataError)
+    ):
+        return f"a CSV file could not be read: {exc}; fix the line named (or the file)"
+    return None
+
+
+def _failure(exc: Exception, debug: bool) -> int:
+    """Report a failed command: one ``error:`` line and exit status 2 for what the user can
+    fix, the traceback and a request to report it (status 70) for an engine bug."""
+    message = user_error(exc)
+    if debug or message is None:
+        traceback.print_exception(exc)
+    if message is None:
+        print(
+            f"internal error ({type(exc).__name__}): this is a bug in {PROG}, not in your "
+            "input; please report it with the command line and the traceback above",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
+    if not debug:
+        print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit status
     (also for usage errors, ``--help`` and ``--version``, which argparse ends with SystemExit)."""
@@ -193,20 +260,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args))
-    except EngineError as exc:
-        if debug:
-            traceback.print_exc()
-        else:
-            print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        if debug:
-            traceback.print_exc()
-        print("interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # output piped into e.g. `head`, which has exited
         try:  # no second error when Python flushes stdout at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):
             pass
         return 141  # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe
+    except Exception as exc:  # noqa: BLE001 - the error boundary: every failure is reported
+        return _failure(exc, debug)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -68,3 +68,40 @@ def load_configs(paths, data_root: str | None = None) -> list:
     if dupes:
         raise ConfigError(f"several configs share the name {dupes}; give each a distinct `name`")
     return configs
+
+
+def _int_at_least(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{value} must be {least} or more")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--workers -2`` is a usage error, not a traceback)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def add_overwrite(parser: argparse.ArgumentParser, what: str = "results folder") -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace an existing {what} (replaced whole once the new one is complete; "
+        "without it an existing one is refused before any work)",
+    )
+
+
+def load_markets(configs) -> list:
+    """Every config's market (its data files read and checked) before any backtest runs, so
+    that a bad file of the second config stops the command before the first is written."""
+    from volbacktest.engine.inputs.market import market_for
+
+    return [market_for(cfg) for cfg in configs]

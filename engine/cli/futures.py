@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from volbacktest.engine.errors import ConfigError
 
-from .common import add_command
+from .common import add_command, add_overwrite, positive_int
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,6 +109,7 @@ def _common(p) -> None:
         help="a bad contract file (gap, zero settle, duplicate date) stops the run (default) "
         "or is reported as a warning; nothing is interpolated either way",
     )
+    add_overwrite(p, "output file")
 
 
 def add_parser(subparsers, parents) -> None:
@@ -123,7 +124,11 @@ def add_parser(subparsers, parents) -> None:
     )
     _common(p)
     p.add_argument(
-        "--n", type=int, default=8, metavar="N", help="contracts in the curve, F1..FN (default 8)"
+        "--n",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help="contracts in the curve, F1..FN (default 8)",
     )
     p.add_argument(
         "--plot-date",
@@ -230,8 +235,19 @@ def _settles(args):
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index_label="date", date_format="%Y-%m-%d", float_format="%.10g")
+    from volbacktest.engine.run.outputs import atomic_file
+
+    with atomic_file(path) as tmp:
+        frame.to_csv(tmp, index_label="date", date_format="%Y-%m-%d", float_format="%.10g")
+
+
+def _check_outputs(args, *paths: tuple[str, Path | None]) -> None:
+    """Every output file checked before the contract files are read."""
+    from volbacktest.engine.run.outputs import check_output_file
+
+    for flag, path in paths:
+        if path is not None:
+            check_output_file(path, flag, overwrite=args.overwrite)
 
 
 def curve_frame(curve: FuturesCurve, source: pd.Series) -> pd.DataFrame:
@@ -274,15 +290,24 @@ def plot_term_structure(curve: FuturesCurve, dates, path: Path, vix: pd.Series |
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    from volbacktest.engine.run.outputs import atomic_file
+
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path
+
+
+def _plot_path(args) -> Path:
+    return args.plot_out or args.out.with_name(args.out.stem + "_term.png")
 
 
 def _futures(args) -> int:
     from volbacktest.engine.calculators.futures_curve import futures_curve
 
+    _check_outputs(
+        args, ("--out", args.out), ("--plot-out", _plot_path(args) if args.plot_date else None)
+    )
     matrix, sessions, summary = _settles(args)
     curve = futures_curve(matrix, sessions, n=args.n)
     frame = curve_frame(curve, matrix.source)
@@ -294,7 +319,7 @@ def _futures(args) -> int:
             from volbacktest.data.loaders import load_cboe_index
 
             vix = load_cboe_index(args.vix)["close"]
-        path = args.plot_out or args.out.with_name(args.out.stem + "_term.png")
+        path = _plot_path(args)
         plot_term_structure(curve, args.plot_date, path, vix)
         lines.append(f"term structure ({', '.join(f'{d:%Y-%m-%d}' for d in args.plot_date)})")
         lines[-1] += f" -> {path}"
@@ -307,13 +332,12 @@ def _etn(args) -> int:
 
     from volbacktest.engine.calculators.futures_curve import futures_index, simulate_etn
 
-    matrix, sessions, summary = _settles(args)
+    # arguments and the output first: nothing is read before they are known to be usable
     start = args.start
     if start is None and args.index == "mid_term":
         start = "auto"
     elif start not in (None, "auto"):
         start = _date(start)
-    index = futures_index(matrix, sessions, args.index, tbill_rate=args.tbill_rate, start=start)
     fee = default_fees()[args.kind] if args.fee is None else args.fee
     leverage = DEFAULT_LEVERAGE[args.kind] if args.leverage is None else args.leverage
     if (leverage > 0) != (args.kind == "long"):
@@ -321,6 +345,9 @@ def _etn(args) -> int:
             f"--kind {args.kind} with --leverage {leverage:g}: a long note needs leverage > 0, "
             "an inverse one < 0"
         )
+    _check_outputs(args, ("--out", args.out))
+    matrix, sessions, summary = _settles(args)
+    index = futures_index(matrix, sessions, args.index, tbill_rate=args.tbill_rate, start=start)
     etn = simulate_etn(
         index,
         leverage=leverage,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_command, add_data_root, data_root, load_configs
+from .common import add_command, add_data_root, add_overwrite, data_root, load_configs, load_markets
 
 DESCRIPTION = """\
 Run YAML-configured volatility strategy backtests on backtrader and write one results folder
@@ -39,28 +39,37 @@ def add_parser(subparsers, parents) -> None:
         "--out", type=Path, metavar="DIR", help="results folder (overrides report.out_dir)"
     )
     p.add_argument("--no-tearsheet", action="store_true", help="skip the pyfolio tear sheets")
+    add_overwrite(p, "results folder results/<name>/ (and comparison/)")
     add_data_root(p)
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    from volbacktest.engine.run.outputs import check_output_dir
     from volbacktest.engine.run.report import format_table, write_comparison, write_run
     from volbacktest.engine.run.runner import run_backtest
 
     configs = load_configs(args.configs, data_root(args.data_root))
-    results = []
-    for cfg in configs:
-        if args.no_tearsheet:
-            cfg = cfg.with_overrides(**{"report.tearsheet": False})
-        out_dir = args.out or cfg.report.out_dir
-        result = run_backtest(cfg)
-        folder = write_run(result, out_dir)
-        results.append(result)
-        print(f"{cfg.name}: results in {folder}")
+    if args.no_tearsheet:
+        configs = [c.with_overrides(**{"report.tearsheet": False}) for c in configs]
+    # every output location and every config's data are checked before the first run
+    folders = [Path(args.out or cfg.report.out_dir) / cfg.name for cfg in configs]
+    for cfg, folder in zip(configs, folders, strict=True):
+        check_output_dir(folder, f"results folder of {cfg.name!r}:", overwrite=args.overwrite)
+    comparison = None
+    if args.compare or len(configs) > 1:
+        comparison = Path(args.out or configs[0].report.out_dir) / "comparison"
+        check_output_dir(comparison, "comparison folder", overwrite=args.overwrite)
+    markets = load_markets(configs)
+    results = [
+        run_backtest(cfg, market=market) for cfg, market in zip(configs, markets, strict=True)
+    ]
+    for result, folder in zip(results, folders, strict=True):
+        write_run(result, folder.parent, overwrite=args.overwrite)
+        print(f"{result.label}: results in {folder}")
     print()
     print(format_table(results))
-    if args.compare or len(results) > 1:
-        out_dir = (args.out or configs[0].report.out_dir) / "comparison"
-        folder = write_comparison(results, out_dir)
-        print(f"\ncomparison in {folder}")
+    if comparison is not None:
+        write_comparison(results, comparison, overwrite=args.overwrite)
+        print(f"\ncomparison in {comparison}")
     return 0

@@ -8,7 +8,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .common import add_command, add_data_root, data_root
+from volbacktest.engine.errors import ConfigError
+
+from .common import (
+    add_command,
+    add_data_root,
+    add_overwrite,
+    data_root,
+    non_negative_int,
+    positive_int,
+)
 
 DESCRIPTION = """\
 Run a parameter sweep defined by a backtest config plus a `sweep:` block (and optionally
@@ -45,7 +54,9 @@ def add_parser(subparsers, parents) -> None:
         metavar="ADDR",
         help="Dask scheduler address for --executor dask, e.g. tcp://10.0.0.5:8786",
     )
-    p.add_argument("--workers", type=int, metavar="N", help="processes for --executor local")
+    p.add_argument(
+        "--workers", type=positive_int, metavar="N", help="processes for --executor local"
+    )
     p.add_argument(
         "--resume", action="store_true", help="continue a sweep stored in the same folder"
     )
@@ -56,11 +67,14 @@ def add_parser(subparsers, parents) -> None:
         help="results root (default: the config's report.out_dir); the sweep writes DIR/<name>/",
     )
     p.add_argument(
-        "--top", type=int, metavar="N", help="best runs re-run event-driven and reported"
+        "--top",
+        type=non_negative_int,
+        metavar="N",
+        help="best runs re-run event-driven and reported",
     )
-    p.add_argument("--chunk-size", type=int, metavar="N", help="runs per vectorised pass")
+    p.add_argument("--chunk-size", type=positive_int, metavar="N", help="runs per vectorised pass")
     p.add_argument(
-        "--batch-size", type=int, metavar="N", help="runs per event-driven backtrader pass"
+        "--batch-size", type=positive_int, metavar="N", help="runs per event-driven backtrader pass"
     )
     p.add_argument(
         "--start-method",
@@ -70,6 +84,7 @@ def add_parser(subparsers, parents) -> None:
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--no-tearsheet", action="store_true", help="skip the pyfolio tear sheets")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_overwrite(p, "sweep folder DIR/<name>/ (the new sweep runs in a temporary folder)")
     add_data_root(p)
     p.set_defaults(handler=run)
 
@@ -90,8 +105,17 @@ def _summary(outcome) -> str:
     )
     metric = plan.spec.rank.metric
     head = outcome.ranking.head(5)
+    wf = outcome.walkforward
     if len(head):
-        lines.append(f"best by {plan.spec.rank.describe()}:")
+        scope = ""
+        if wf is not None:  # the ranking is the first window's in-sample one (ranking.csv too)
+            first = wf.windows.iloc[0]
+            scope = (
+                f" in walk-forward window {first['window']} (1 of {len(wf.windows)}, in-sample "
+                f"{first['train_start']:%Y-%m-%d}..{first['train_end']:%Y-%m-%d}; every "
+                "window's choice is in the table below)"
+            )
+        lines.append(f"best by {plan.spec.rank.describe()}{scope}:")
         for run_id, row in head.iterrows():
             params = ", ".join(
                 f"{k[2:]}={row[k]}" for k in outcome.ranking.columns if k.startswith("p.")
@@ -104,7 +128,6 @@ def _summary(outcome) -> str:
             f"event-driven re-run of the top {len(outcome.drift)}: {verdict} "
             f"(max relative equity difference {worst:.2g})"
         )
-    wf = outcome.walkforward
     if wf is not None:
         lines.append("walk-forward (in-sample vs out-of-sample):")
         lines.append(wf.side_by_side.to_string(float_format=lambda v: f"{v:.4g}"))
@@ -114,11 +137,25 @@ def _summary(outcome) -> str:
     return "\n".join(lines)
 
 
+def _moved(outcome, old: Path, new: Path):
+    """``outcome`` with its paths moved from the temporary folder ``old`` to ``new``."""
+
+    def move(path):
+        return None if path is None else new / Path(path).relative_to(old)
+
+    return dataclasses.replace(
+        outcome, folder=new, store_path=move(outcome.store_path), report=move(outcome.report)
+    )
+
+
 def run(args) -> int:
+    from volbacktest.engine.run.outputs import atomic_dir, check_output_dir
     from volbacktest.engine.sweep.execute import ExecutorOptions
     from volbacktest.engine.sweep.run import run_sweep
     from volbacktest.engine.sweep.spec import load_sweep
 
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues the stored sweep, --overwrite replaces it: pick one")
     plan = load_sweep(args.sweep)
     root = data_root(args.data_root)
     if root is not None:  # a new plan around the overridden base config (the spec is unchanged)
@@ -132,14 +169,24 @@ def run(args) -> int:
         start_method=args.start_method or plan.spec.start_method,
         progress=not args.no_progress,
     )
-    outcome = run_sweep(
-        plan,
+    folder = Path(args.out if args.out is not None else plan.base.report.out_dir) / plan.name
+    # before any work; an existing sweep is the store's to refuse (--resume continues it)
+    check_output_dir(folder, "sweep folder", overwrite=True)
+    kwargs = dict(
         opts=opts,
-        out=args.out,
         resume=args.resume,
         top=args.top,
         report=not args.no_report,
         tearsheets=not args.no_tearsheet,
     )
+    if args.overwrite:  # the new sweep is run aside and replaces the old one whole
+        with atomic_dir(folder, overwrite=True) as tmp:
+            outcome = run_sweep(plan, out=tmp, **kwargs)  # writes tmp/<name>/
+            for entry in list(outcome.folder.iterdir()):
+                entry.rename(tmp / entry.name)
+            outcome.folder.rmdir()
+        outcome = _moved(outcome, outcome.folder, folder)
+    else:
+        outcome = run_sweep(plan, out=folder.parent, **kwargs)
     print(_summary(outcome))
     return 1 if outcome.drifted else 0

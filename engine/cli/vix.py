@@ -3,10 +3,11 @@
     volbacktest vix --preset sse_ivix \\
         --chains ../shared/data/china_50etf/50etf_options_daily_joinquant__TanTzs.csv \\
         --underlying ../shared/data/china_50etf/510050_daily_unadjusted__zsh-a.csv \\
-        --rates ../shared/data/china_50etf/shibor__Alexdachen.csv --carry-rates --out ivix.csv
+        --rates ../shared/data/china_50etf/shibor__Alexdachen.csv --carry-rates \\
+        --out results/vix/ivix.csv
     volbacktest vix --preset cboe --set max_next_days=null \\
         --chains ../shared/data/us_option_chains/SPX-Options-24jan2011.csv --rate 0.0012 \\
-        --out vix.csv
+        --out results/vix/spx.csv
 
 Writes one row per trade date: ``date, vix30, vix60, status, status60`` (``ok`` or why the date
 has no value), the underlying close when known, and the per-term diagnostics of the near, next
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from volbacktest.engine.errors import ConfigError, DataError, DataNotFoundError
 
-from .common import add_command
+from .common import add_command, add_overwrite
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,8 +59,8 @@ EXAMPLE = """
 D=../shared/data/china_50etf
 volbacktest vix --preset sse_ivix --chains $D/50etf_options_daily_joinquant__TanTzs.csv \\
     --underlying $D/510050_daily_unadjusted__zsh-a.csv --rates $D/shibor__Alexdachen.csv \\
-    --carry-rates --out ivix.csv
-volbacktest vix --preset cboe --rate 0.0012 --set max_next_days=null --out vix.csv \\
+    --carry-rates --out results/vix/ivix.csv
+volbacktest vix --preset cboe --rate 0.0012 --set max_next_days=null --out results/vix/spx.csv \\
     --chains ../shared/data/us_option_chains/SPX-Options-24jan2011.csv
 """
 
@@ -109,6 +110,14 @@ def add_parser(subparsers, parents) -> None:
         action="store_true",
         help="carry the last SHIBOR curve past the file's end (the shared file ends 2018-07-13)",
     )
+    p.add_argument(
+        "--bad-quotes",
+        choices=("stop", "drop", "warn"),
+        default="stop",
+        help="chain rows with a crossed quote, a negative price or an expiry before the trade "
+        "date: stop with an error naming them (default), drop them (counted in a warning) or "
+        "keep them with a warning",
+    )
     p.add_argument("--start", metavar="DATE", help="first trade date (YYYY-MM-DD)")
     p.add_argument("--end", metavar="DATE", help="last trade date (YYYY-MM-DD)")
     p.add_argument(
@@ -119,11 +128,23 @@ def add_parser(subparsers, parents) -> None:
         metavar="FIELD=VALUE",
         help="override a VixMethod field, e.g. --set min_near_days=1 (repeatable)",
     )
-    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output CSV")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="output CSV (default: results/vix/<chains file name>_<preset>.csv)",
+    )
     p.add_argument(
         "--terms", type=Path, metavar="FILE", help="also write every (date, expiry) term here"
     )
+    add_overwrite(p, "output file")
     p.set_defaults(handler=run)
+
+
+def default_out(args) -> Path:
+    """``results/vix/<chains name>_<preset>.csv``: outputs stay under ``results/`` (ignored by
+    git), not in the working tree."""
+    return Path("results") / "vix" / f"{Path(args.chains).stem}_{args.preset}.csv"
 
 
 def detect_format(path: Path) -> str:
@@ -162,32 +183,73 @@ def _parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def _read_csv_chain(path: Path) -> pd.DataFrame:
+def _read_csv_chain(path: Path, policy) -> pd.DataFrame:
+    """A chain in the engine's long schema, checked and cleaned as the vendor loaders are."""
     import pandas as pd
 
-    chain = pd.read_csv(path)
+    from volbacktest.data.chains import (
+        NUMERIC_COLUMNS,
+        apply_policy,
+        numeric_column,
+        validate_chain,
+    )
+    from volbacktest.data.loaders import read_csv_checked
+
+    chain = read_csv_checked(path)
     for c in ("trade_date", "expiry"):
-        try:
-            chain[c] = pd.to_datetime(chain[c]).dt.normalize().astype("datetime64[ns]")
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"{path}: column {c!r} is not a date column ({exc})") from None
-    return chain
+        parsed = pd.to_datetime(chain[c], errors="coerce", format="mixed")
+        if parsed.isna().any():
+            i = int(parsed.isna().to_numpy().argmax())
+            raise DataError(
+                f"{path}: line {i + 2} column {c!r} holds {chain[c].iloc[i]!r}, not a date; "
+                "write dates as YYYY-MM-DD"
+            )
+        chain[c] = parsed.dt.normalize().astype("datetime64[ns]")
+    for c in ("strike", *NUMERIC_COLUMNS):
+        if c in chain.columns:
+            chain[c] = numeric_column(chain[c], path, c)
+    return apply_policy(chain, validate_chain(chain, source=str(path)), policy=policy)
 
 
 def _underlying_closes(path: Path) -> pd.Series:
     """Closes by date from a CSV whose first column is the date and which has ``close``."""
     import pandas as pd
 
-    if not path.is_file():
-        raise DataNotFoundError(f"--underlying {path}: no such file")
-    frame = pd.read_csv(path)
+    from volbacktest.data.chains import numeric_column
+    from volbacktest.data.loaders import read_csv_checked
+
+    frame = read_csv_checked(path)
     if "close" not in frame.columns:
         raise DataError(f"--underlying {path}: no 'close' column (found {list(frame.columns)})")
     dates = pd.to_datetime(frame.iloc[:, 0], errors="coerce")
     if dates.isna().any():
         i = int(dates.isna().to_numpy().argmax())
-        raise DataError(f"--underlying {path}: row {i} has no date in the first column")
-    return pd.Series(frame["close"].to_numpy(float), index=pd.DatetimeIndex(dates).normalize())
+        raise DataError(
+            f"--underlying {path}: line {i + 2} has no date in the first column "
+            f"({frame.iloc[i, 0]!r}); write dates as YYYY-MM-DD"
+        )
+    closes = numeric_column(frame["close"], path, "close")
+    return pd.Series(closes, index=pd.DatetimeIndex(dates).normalize())
+
+
+def check_inputs(args) -> None:
+    """Every input file named on the command line exists, reported by its flag (before any
+    work: a missing --underlying is not "chain file not found")."""
+    for flag, path, folder_ok in (
+        ("--chains", args.chains, True),
+        ("--underlying", args.underlying, False),
+        ("--contracts", args.contracts, False),
+        ("--rates", args.rates, False),
+    ):
+        if path is None:
+            continue
+        path = Path(path)
+        if path.is_dir() and not folder_ok:
+            raise DataNotFoundError(f"{flag} {path} is a folder; give the file")
+        if not path.exists():
+            raise DataNotFoundError(
+                f"{flag} {path}: no such file; check the path (relative to {Path.cwd()})"
+            )
 
 
 def load_chain_file(args, fmt: str) -> tuple[pd.DataFrame, object]:
@@ -198,15 +260,16 @@ def load_chain_file(args, fmt: str) -> tuple[pd.DataFrame, object]:
     if args.contracts is not None and fmt != "50etf":
         raise ConfigError("--contracts applies to the 50etf format only")
     valuation = None
+    policy = chains.ChainPolicy(bad_quotes=getattr(args, "bad_quotes", "stop"))
     if fmt == "50etf":
-        chain = chains.load_50etf_options(args.chains, args.underlying, args.contracts)
+        chain = chains.load_50etf_options(args.chains, args.underlying, args.contracts, policy)
     elif fmt == "gs":
-        chain = chains.load_gs_options(args.chains)
+        chain = chains.load_gs_options(args.chains, policy)
     elif fmt == "spx_table":
-        chain = chains.load_spx_quote_table(args.chains)
+        chain = chains.load_spx_quote_table(args.chains, policy)
         valuation = chain.attrs.get("quote_time")
     else:
-        chain = _read_csv_chain(args.chains)
+        chain = _read_csv_chain(args.chains, policy)
     if args.underlying is not None and fmt != "50etf":
         closes = _underlying_closes(args.underlying)
         chain = chain.assign(underlying=closes.reindex(chain["trade_date"]).to_numpy())
@@ -255,11 +318,10 @@ def compute(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     try:
         res = compute_vix(chain, method, rates, valuation_time=valuation)
     except DataError as exc:
-        if "SHIBOR" not in str(exc) or "stale" not in str(exc):
-            raise
-        raise DataError(
-            f"{exc} (command line: --carry-rates, or --end before the rates end)"
-        ) from None
+        message = str(exc)
+        if str(args.chains) not in message:
+            message = f"{args.chains}: {message}"
+        raise DataError(_command_line_fix(message)) from None
     table = res.index.copy()
     if "underlying" in chain.columns:
         spot = chain.groupby("trade_date")["underlying"].first()
@@ -268,13 +330,35 @@ def compute(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, res.terms
 
 
+def _command_line_fix(message: str) -> str:
+    """A calculator's message with the command line's way to apply its fix (its own names a
+    Python call)."""
+    if "SHIBOR" in message and "stale" in message:
+        return f"{message} (command line: --carry-rates, or --end before the rates end)"
+    if "bid > ask" in message or "crossed" in message:
+        return f"{message} (command line: --bad-quotes drop)"
+    if "duplicate" in message and "apply_policy" in message:
+        return f"{message} (command line: the loaders merge duplicates; check --format)"
+    return message
+
+
 def run(args) -> int:
-    table, terms = compute(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, date_format="%Y-%m-%d")
+    from volbacktest.engine.run.outputs import atomic_file, check_output_file
+
+    if args.out is None:
+        args.out = default_out(args)
+    check_output_file(args.out, "--out", overwrite=args.overwrite)  # before any work
     if args.terms is not None:
-        args.terms.parent.mkdir(parents=True, exist_ok=True)
-        terms.to_csv(args.terms, index=False, date_format="%Y-%m-%d")
+        if Path(args.terms).resolve() == Path(args.out).resolve():
+            raise ConfigError(f"--terms {args.terms} is the --out file; give another file")
+        check_output_file(args.terms, "--terms", overwrite=args.overwrite)
+    check_inputs(args)
+    table, terms = compute(args)
+    with atomic_file(args.out) as tmp:
+        table.to_csv(tmp, date_format="%Y-%m-%d")
+    if args.terms is not None:
+        with atomic_file(args.terms) as tmp:
+            terms.to_csv(tmp, index=False, date_format="%Y-%m-%d")
     counts = table["status"].value_counts()
     ok = table["vix30"].dropna()
     span = f"{table.index[0]:%Y-%m-%d}..{table.index[-1]:%Y-%m-%d}"

@@ -44,7 +44,8 @@ class ChainContext:
 class ChainDatasetSpec:
     name: str
     underlying: str  # dataset name of the underlying's bars (the traded instrument)
-    load_shared: Callable[[Any], tuple[pd.DataFrame, ChainContext]]  # roots -> chain, context
+    # (roots[, bad_quotes=...]) -> chain, context; context.extras["notes"]: the policy's counts
+    load_shared: Callable[..., tuple[pd.DataFrame, ChainContext]]
     load_synthetic: Callable[[int, Any, Any], tuple[pd.DataFrame, ChainContext]] | None = None
     description: str = ""
 
@@ -122,7 +123,7 @@ def load_chain(chain: str, data_cfg) -> tuple[pd.DataFrame, ChainContext]:
         syn = data_cfg.synthetic
         return _cached_synthetic(chain, syn.seed, str(syn.start), str(syn.end))
     roots = tuple(str(r) for r in roots_for(data_cfg.root))
-    return _cached_shared(chain, roots)
+    return _cached_shared(chain, roots, data_cfg.bad_quotes)
 
 
 @CACHES.memo("inputs.chainseries.synthetic_chains", maxsize=8)
@@ -131,9 +132,21 @@ def _cached_synthetic(chain: str, seed: int, start: str, end: str):
 
 
 @CACHES.memo("inputs.chainseries.shared_chains", maxsize=8)
-def _cached_shared(chain: str, roots: tuple[str, ...]):
+def _cached_shared(chain: str, roots: tuple[str, ...], bad_quotes: str = "stop"):
     paths = [Path(r) for r in roots]
-    return CHAIN_DATASETS[chain].load_shared(SearchRoots(paths, [("root", p) for p in paths]))
+    found = SearchRoots(paths, [("root", p) for p in paths])
+    # data.bad_quotes reaches the loader when it is not the default (a loader registered as
+    # ``load_shared(roots)`` keeps working with default configs)
+    policy = {} if bad_quotes == "stop" else {"bad_quotes": bad_quotes}
+    return CHAIN_DATASETS[chain].load_shared(found, **policy)
+
+
+def chain_notes(name: str, data_cfg) -> tuple[str, ...]:
+    """What the loader's policy did to the chain behind the input ``name`` (rows dropped or
+    merged, with counts), for the run's notes."""
+    _, _, chain = parse_input(name)
+    _, context = load_chain(chain.name, data_cfg)
+    return tuple(context.extras.get("notes", ()))
 
 
 def series_on_calendar(name: str, calendar: pd.DatetimeIndex, data_cfg) -> pd.Series:

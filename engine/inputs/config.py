@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -137,6 +138,12 @@ class DataConfig(_Model):
         "shared source only)",
     )
     synthetic: SyntheticConfig = SyntheticConfig()
+    bad_quotes: Literal["stop", "drop", "warn"] = Field(
+        "stop",
+        description="option-chain rows with a crossed quote, a negative price or an expiry "
+        "before the trade date: stop with an error naming them, drop them (counted in the "
+        "run's notes) or keep them with a warning (data.chains.ChainPolicy.bad_quotes)",
+    )
 
     @model_validator(mode="after")
     def _order(self):
@@ -291,9 +298,37 @@ def _describe_error(err: dict, root_model: type[BaseModel], prefix: tuple) -> st
     return f"{path}: {msg}{shown}"
 
 
+_UNION_TAG = re.compile(r".*\[.*\]$|[A-Z]\w*$")  # list[any], function-after[...], RangeAxis
+
+
+def _user_errors(errors: list[dict]) -> list[dict]:
+    """pydantic's errors without the union branches' internals: a key that may be a list or a
+    range reports ``sweep.grid.window: end 2 is before start 41``, not one error per branch
+    named ``list[any]`` / ``function-after[_order(), RangeAxis]``. Where a branch raised a
+    validator's own message, the other branches' type errors are dropped."""
+    cleaned = []
+    for err in errors:
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _UNION_TAG.match(p)))
+        cleaned.append({**err, "loc": loc, "tagged": loc != tuple(err["loc"])})
+    by_loc: dict[tuple, list[dict]] = {}
+    for err in cleaned:
+        by_loc.setdefault(err["loc"], []).append(err)
+    out = []
+    for group in by_loc.values():
+        if len(group) > 1 and any(e["tagged"] for e in group):
+            own = [e for e in group if e["type"] == "value_error"]
+            group = own or group
+        seen = set()
+        for err in group:
+            if err["msg"] not in seen:
+                seen.add(err["msg"])
+                out.append(err)
+    return out
+
+
 def _raise_validation(exc: ValidationError, model, source, prefix=()) -> None:
     where = f"{source}: " if source else ""
-    lines = [_describe_error(e, model, prefix) for e in exc.errors()]
+    lines = [_describe_error(e, model, prefix) for e in _user_errors(exc.errors())]
     if len(lines) == 1:
         raise ConfigError(f"{where}{lines[0]}") from None
     raise ConfigError(f"{where}{len(lines)} problems:\n  " + "\n  ".join(lines)) from None
@@ -393,6 +428,27 @@ def _check_chain_inputs(cfg: BacktestConfig, where: str) -> None:
             )
 
 
+class _DateCheckingLoader(yaml.SafeLoader):
+    """yaml's safe loader, but a date-looking value that is no date (``2019-13-45``) is an
+    error naming its line, not a bare ``ValueError: month must be in 1..12``."""
+
+    def construct_yaml_timestamp(self, node):
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{node.value!r} is not a valid date ({exc}); write it as YYYY-MM-DD",
+                node.start_mark,
+            ) from None
+
+
+_DateCheckingLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", _DateCheckingLoader.construct_yaml_timestamp
+)
+
+
 def read_yaml(path: str | Path, kind: str = "config", example: str = "configs/vratio.yaml"):
     """Parse one YAML file into a mapping, or raise a ConfigError naming the file (and the line
     for a syntax error) and pointing at ``example``."""
@@ -400,7 +456,14 @@ def read_yaml(path: str | Path, kind: str = "config", example: str = "configs/vr
     if not path.is_file():
         raise ConfigError(f"{path}: {kind} file not found (cwd {Path.cwd()})")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); a {kind} is a "
+            f"YAML text file, see {example}"
+        ) from None
+    try:
+        raw = yaml.load(text, Loader=_DateCheckingLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -29,7 +29,11 @@ from volbacktest.data.embedded import GENERATORS, embedded_frames, generator_of
 from volbacktest.data.frames import user_frame
 from volbacktest.engine.caches import CACHES
 from volbacktest.engine.errors import ConfigError, DataError, DataQualityWarning
-from volbacktest.engine.inputs.chainseries import is_chain_input, series_on_calendar
+from volbacktest.engine.inputs.chainseries import (
+    chain_notes,
+    is_chain_input,
+    series_on_calendar,
+)
 from volbacktest.engine.inputs.config import BacktestConfig, DataConfig
 
 log = logging.getLogger(__name__)
@@ -144,6 +148,7 @@ def _chain_frame(name: str, calendar, data_cfg: DataConfig, notes: list) -> pd.D
     """A chain-derived series (``column@chain``) on the calendar as a close-only frame, exactly
     as the backtest's chain indicator computes it (not carried forward)."""
     series = series_on_calendar(name, calendar, data_cfg)
+    notes.extend(n for n in chain_notes(name, data_cfg) if n not in notes)  # rows dropped
     missing = int(series.isna().sum())
     if missing:
         notes.append(f"{name}: {missing} of {len(series)} dates have no value (see its status)")

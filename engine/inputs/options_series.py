@@ -164,21 +164,22 @@ def _unused_loader(paths):  # pragma: no cover - the chain has its own loader
     raise NotImplementedError
 
 
-def _policy():
+def _policy(bad_quotes: str = "stop"):
 
-    # drop crossed / negative / expired / unpriced rows, average duplicate keys, and drop an
-    # adjusted "A" contract where a priced standard strike lies within half a step of it
-    return ChainPolicy(adjusted="prefer_standard")
+    # crossed / negative / expired rows as data.bad_quotes says (stop by default), drop unpriced
+    # rows, average duplicate keys, and drop an adjusted "A" contract where a priced standard
+    # strike lies within half a step of it
+    return ChainPolicy(adjusted="prefer_standard", bad_quotes=bad_quotes)
 
 
-def load_etf50_shared(roots) -> tuple[pd.DataFrame, ChainContext]:
+def load_etf50_shared(roots, bad_quotes: str = "stop") -> tuple[pd.DataFrame, ChainContext]:
     """The shared 50ETF chain (policy :func:`_policy`) and a context with the SHIBOR curve."""
 
     paths = _shared_paths(roots)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataQualityWarning)
         chain = load_50etf_options(
-            paths["options"], paths["underlying"], paths["contracts"], policy=_policy()
+            paths["options"], paths["underlying"], paths["contracts"], policy=_policy(bad_quotes)
         )
     for w in caught:  # the loader's policy report (rows dropped/merged), once per process
         if isinstance(w.message, DataQualityWarning):
@@ -197,8 +198,10 @@ def load_etf50_shared(roots) -> tuple[pd.DataFrame, ChainContext]:
             chain.loc[beyond, "trade_date"].nunique(),
             chain["trade_date"].max().date(),
         )
-    key = ("shared",) + tuple((str(p), p.stat().st_mtime_ns) for p in paths.values())
-    context = ChainContext(source="shared", rates=shibor, extras={"cache_key": key})
+    key = ("shared", bad_quotes) + tuple((str(p), p.stat().st_mtime_ns) for p in paths.values())
+    notes = tuple(n for n in (chain.attrs.get("policy_note"),) if n)
+    extras = {"cache_key": key, "notes": notes}
+    context = ChainContext(source="shared", rates=shibor, extras=extras)
     return chain, context
 
 

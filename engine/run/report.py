@@ -26,6 +26,7 @@ from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import dump_config
 from volbacktest.engine.run.analysis import analyse
 from volbacktest.engine.run.html import write_run_page
+from volbacktest.engine.run.outputs import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +258,21 @@ def plot_tearsheet(
     sheet.save(path, optimize=True)
 
 
-def write_run(result: BacktestResult, out_dir: Path) -> Path:
-    """Write one run's folder; returns its path."""
-    out = Path(out_dir) / result.label
-    out.mkdir(parents=True, exist_ok=True)
+def write_run(result: BacktestResult, out_dir: Path, *, overwrite: bool = False) -> Path:
+    """Write one run's folder ``out_dir/<label>/``; returns its path.
+
+    The folder is written whole in a temporary sibling and moved into place when complete
+    (:func:`~volbacktest.engine.run.outputs.atomic_dir`): an existing folder is refused unless
+    ``overwrite``, and then replaced whole (no file of the earlier run is left beside the new
+    ones)."""
+    final = Path(out_dir) / result.label
+    with atomic_dir(final, overwrite=overwrite) as out:
+        _write_run_files(result, out)
+    log.info("wrote %s", final)
+    return final
+
+
+def _write_run_files(result: BacktestResult, out: Path) -> None:
     (out / "config.yaml").write_text(dump_config(result.config), encoding="utf-8")
     analysis = analyse(result)  # benchmark and round trips (issue 15)
     meta = dict(result.metrics) | analysis.metrics
@@ -289,14 +301,19 @@ def write_run(result: BacktestResult, out_dir: Path) -> Path:
         plot_tearsheet(result, out / "tearsheet.png", analysis.benchmark)
     if rep.html:
         write_run_page(result, analysis, out)
-    log.info("wrote %s", out)
-    return out
 
 
-def write_comparison(results: Sequence[BacktestResult], out_dir: Path) -> Path:
-    """Metrics table (CSV, Markdown) and overlaid equity curves for several runs."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def write_comparison(
+    results: Sequence[BacktestResult], out_dir: Path, *, overwrite: bool = False
+) -> Path:
+    """Metrics table (CSV, Markdown) and overlaid equity curves for several runs, written
+    whole into ``out_dir`` (refused when it exists, unless ``overwrite``)."""
+    with atomic_dir(out_dir, overwrite=overwrite) as out:
+        _write_comparison_files(results, out)
+    return Path(out_dir)
+
+
+def _write_comparison_files(results: Sequence[BacktestResult], out: Path) -> None:
     table = metrics_table(results)
     table.to_csv(out / "metrics.csv", index_label="run", float_format="%.10g")
     (out / "metrics.md").write_text(_markdown(table), encoding="utf-8")
@@ -317,4 +334,3 @@ def write_comparison(results: Sequence[BacktestResult], out_dir: Path) -> Path:
     fig.tight_layout()
     fig.savefig(out / "equity.png", dpi=90)
     plt.close(fig)
-    return out

@@ -19,6 +19,7 @@ import pandas as pd
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.execution.vectorised import fast_backtest
 from volbacktest.engine.run.compare import write_sweep_report
+from volbacktest.engine.run.outputs import atomic_dir, atomic_file
 from volbacktest.engine.run.runner import run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, check_executor, execute
@@ -146,19 +147,32 @@ def run_sweep(
             cfg = cfg.with_overrides(name=plan.label_for(values))
             top_results.append((run_id, run_backtest(cfg, market=markets.get(cfg))))
         drift = drift_check(top_results, markets, plan.spec.drift_tolerance)
-        ranking.to_csv(folder / "ranking.csv", float_format="%.10g")
-        drift.to_csv(folder / "drift.csv", index=False, float_format="%.6g")
+        if wf is not None:  # the ranking is the first window's in-sample one: say so
+            first = wf.windows.iloc[0]
+            ranking.insert(
+                0,
+                "ranked_on",
+                f"in-sample of walk-forward window {first['window']} (1 of {len(wf.windows)}, "
+                f"{first['train_start']:%Y-%m-%d}..{first['train_end']:%Y-%m-%d})",
+            )
+        # each report file is replaced whole (a failure keeps the previous one)
+        with atomic_file(folder / "ranking.csv") as tmp:
+            ranking.to_csv(tmp, float_format="%.10g")
+        with atomic_file(folder / "drift.csv") as tmp:
+            drift.to_csv(tmp, index=False, float_format="%.6g")
         report_path = None
         if report:
-            report_path = write_sweep_report(
-                plan,
-                frame,
-                [r for _, r in top_results],
-                folder / "report",
-                drift=drift,
-                walkforward=wf,
-                tearsheets=tearsheets,
-            )
+            with atomic_dir(folder / "report", overwrite=True) as tmp:
+                page = write_sweep_report(
+                    plan,
+                    frame,
+                    [r for _, r in top_results],
+                    tmp,
+                    drift=drift,
+                    walkforward=wf,
+                    tearsheets=tearsheets,
+                )
+            report_path = folder / "report" / page.relative_to(tmp)
     finally:
         store.close()
     return SweepOutcome(

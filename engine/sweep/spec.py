@@ -82,7 +82,7 @@ class RangeAxis(_Model):
     @model_validator(mode="after")
     def _order(self):
         if self.end < self.start:
-            raise ValueError(f"end {self.end:g} is before start {self.start:g}")
+            raise ValueError(f"end {self.end:g} is before start {self.start:g}; swap them")
         if (self.end - self.start) / self.step > MAX_COMBINATIONS:
             raise ValueError(f"range has more than {MAX_COMBINATIONS} values; raise step")
         return self

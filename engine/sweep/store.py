@@ -121,13 +121,14 @@ class ResultsStore:
             store.close()
             raise ConfigError(
                 f"{path}: holds the results of a different sweep ({store_name(path)}); use "
-                "--out to choose another results folder, or delete that file"
+                "--out to choose another results folder, or --overwrite to replace it"
             )
         if n and not resume:
             store.close()
             raise ConfigError(
                 f"{path}: already holds {n} runs of this sweep; pass --resume to continue it "
-                "(finished runs are kept), or --out for a fresh results folder"
+                "(finished runs are kept), --overwrite to replace it whole, or --out for a fresh "
+                "results folder"
             )
         if have is None:
             store.set_meta(
