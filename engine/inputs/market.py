@@ -31,12 +31,16 @@ from volbacktest.engine.caches import CACHES
 from volbacktest.engine.errors import ConfigError, DataError, DataQualityWarning
 from volbacktest.engine.inputs.chainseries import is_chain_input, series_on_calendar
 from volbacktest.engine.inputs.config import BacktestConfig, DataConfig
+from volbacktest.engine.inputs.datasets import (
+    SIMULATED_ETNS,
+    check_series,
+    frame_provenance,
+    load_named,
+)
 
 log = logging.getLogger(__name__)
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-# data.etns: simulated reads these reconstructions (from VIX futures) in place of the real ETNs
-SIMULATED_ETNS = {"xiv": "xiv_sim", "vxx": "vxx_sim"}
 DEFAULT_FFILL_LIMIT = DataConfig.model_fields["ffill_limit"].default
 
 
@@ -53,6 +57,9 @@ class Market:
     tradable: tuple[str, ...]
     source: str
     notes: tuple[str, ...] = ()
+    # where each dataset came from (file path, size, sha256, rows, dates; or the synthetic
+    # seed; or a user frame's hash): what run.json records
+    provenance: tuple[dict, ...] = ()
 
     def closes(self, names) -> dict[str, np.ndarray]:
         return {n: self.frames[n]["close"].to_numpy(dtype=np.float64) for n in names}
@@ -110,7 +117,9 @@ class Market:
         }
         signals = tuple(n for n in raw if n not in tradable)
         window = DataConfig(start=start, end=end, ffill_limit=ffill_limit)
-        return _assemble(raw, tradable, signals, window, need_open, "user", [])
+        notes = [note for n, f in raw.items() for note in check_series(n, f, window)]
+        prov = tuple(frame_provenance(n, f) for n, f in raw.items())
+        return _assemble(raw, tradable, signals, window, need_open, "user", notes, prov)
 
 
 @CACHES.memo("inputs.market.embedded", maxsize=16)
@@ -240,14 +249,21 @@ def build_market(
     names = tuple(dict.fromkeys(tuple(tradable) + tuple(signals)))
     notes: list[str] = []
     raw = {}
+    prov = []
     for n in names:
         if is_chain_input(n):
             continue
         if n in frames:
             raw[n] = user_frame(frames[n], n, kind="tradable" if n in tradable else "signal")
             notes.append(f"{n}: the user's frame ({len(raw[n])} rows), not data.source")
+            prov.append(frame_provenance(n, raw[n]))
+            notes += check_series(n, raw[n], data_cfg)
         else:
-            raw[n] = load_raw(n, data_cfg)
+            named = load_named(n, data_cfg, load_raw)
+            raw[n] = named.frame
+            notes += named.notes
+            prov.append(named.provenance)
+            notes += check_series(n, named.frame, data_cfg, named.acknowledged)
     unused = sorted(set(frames) - set(names))
     if unused:
         raise ConfigError(
@@ -255,10 +271,12 @@ def build_market(
             f"they use {', '.join(names)}"
         )
     source = data_cfg.source if len(frames) < len(raw) else "user"
-    return _assemble(raw, tuple(tradable), tuple(signals), data_cfg, need_open, source, notes)
+    return _assemble(
+        raw, tuple(tradable), tuple(signals), data_cfg, need_open, source, notes, tuple(prov)
+    )
 
 
-def _assemble(raw, tradable, signals, data_cfg, need_open, source, notes) -> Market:
+def _assemble(raw, tradable, signals, data_cfg, need_open, source, notes, prov=()) -> Market:
     calendar = _calendar(data_cfg, raw, tradable)
     out = {n: _tradable_frame(n, raw[n], calendar, need_open) for n in tradable}
     for n in signals:
@@ -270,7 +288,7 @@ def _assemble(raw, tradable, signals, data_cfg, need_open, source, notes) -> Mar
             out[n] = _signal_frame(n, raw[n], calendar, data_cfg.ffill_limit, notes)
     for note in notes:
         log.info(note)
-    return Market(calendar, out, tuple(tradable), source, tuple(notes))
+    return Market(calendar, out, tuple(tradable), source, tuple(notes), tuple(prov))
 
 
 def market_for(

@@ -1,7 +1,9 @@
 """Results on disk: one folder per run, and a comparison for several runs.
 
-Per run: ``config.yaml`` (resolved), ``metrics.json``, ``returns.csv``, ``positions.csv``,
-``transactions.csv``, ``weights.csv``, ``equity.png`` (equity and drawdown) and ``tearsheet.png``
+Per run: ``config.yaml`` (resolved), ``metrics.json``, ``run.json`` (provenance: see
+``engine.run.provenance``), ``returns``, ``positions``, ``transactions`` and ``weights`` as plain
+CSVs (header on line 1: ``pd.read_csv`` reads them without options) or Parquet files
+(``report.format: parquet``), ``equity.png`` (equity and drawdown) and ``tearsheet.png``
 (pyfolio-reloaded returns tear sheet). A comparison writes ``metrics.csv``, ``metrics.md`` and
 ``equity.png`` with the curves overlaid. Plotting is headless (Agg) and imported lazily.
 """
@@ -21,6 +23,7 @@ import pandas as pd
 from volbacktest.engine.errors import require_extra
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import dump_config
+from volbacktest.engine.run.provenance import run_record
 
 log = logging.getLogger(__name__)
 
@@ -139,27 +142,46 @@ def plot_tearsheet(result: BacktestResult, path: Path) -> None:
     tearsheet_figure(result).savefig(path, dpi=60, bbox_inches="tight")
 
 
+def write_tables(result: BacktestResult, out: Path) -> dict[str, str]:
+    """returns, positions, weights and transactions as plain tables (``report.format``: CSV
+    with the header on line 1, or Parquet); the labels a comment line used to carry are in
+    ``metrics.json`` and ``run.json``. Returns file name -> what it holds."""
+    fmt = result.config.report.format
+    tables = {
+        "returns": (result.returns.rename("return").to_frame(), True, "daily returns"),
+        "positions": (result.positions, True, "value per asset and cash"),
+        "weights": (result.weights, True, "target weights decided per bar"),
+        "transactions": (result.transactions, False, "every fill"),
+    }
+    written = {}
+    for name, (frame, dated, what) in tables.items():
+        if fmt == "parquet":
+            require_extra("pyarrow", "storage")
+            path = out / f"{name}.parquet"
+            table = frame.rename_axis("date") if dated else frame.reset_index(drop=True)
+            table.to_parquet(path, index=dated)
+        else:
+            path = out / f"{name}.csv"
+            if dated:
+                frame.to_csv(path, index_label="date", float_format="%.10g")
+            else:
+                frame.to_csv(path, index=False, float_format="%.10g")
+        written[path.name] = what
+    return written
+
+
 def write_run(result: BacktestResult, out_dir: Path) -> Path:
     """Write one run's folder; returns its path."""
     out = Path(out_dir) / result.label
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(result.config), encoding="utf-8")
-    meta = dict(result.metrics)
+    meta = {"run": result.label, **result.metrics}
     meta["market_notes"] = list(result.market_notes)
     meta["problems"] = list(result.problems)
     (out / "metrics.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    header = f"# {result.label}: fill {result.metrics['fill']}\n"
-    for name, frame in (
-        ("returns.csv", result.returns.to_frame()),
-        ("positions.csv", result.positions),
-        ("weights.csv", result.weights),
-    ):
-        with open(out / name, "w", encoding="utf-8", newline="") as fh:
-            fh.write(header)
-            frame.to_csv(fh, index_label="date", float_format="%.10g")
-    with open(out / "transactions.csv", "w", encoding="utf-8", newline="") as fh:
-        fh.write(header)
-        result.transactions.to_csv(fh, index=False, float_format="%.10g")
+    outputs = write_tables(result, out)
+    record = run_record(result, outputs)
+    (out / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n", "utf-8")
     rep = result.config.report
     if rep.plots:
         plot_equity(result, out / "equity.png")
