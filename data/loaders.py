@@ -192,6 +192,8 @@ def _holds_number(token: str) -> bool:
     token = token.strip().strip('*"').strip()
     if not any(ch.isdigit() for ch in token):
         return False
+    if re.fullmatch(r"-?\d+,\d+", token):  # a decimal comma: a number, reported as such later
+        return True
     try:
         float(token)
     except ValueError:

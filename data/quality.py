@@ -130,7 +130,7 @@ def find_problems(
                 "gap",
                 a,
                 b,
-                f"no rows for {missing} {thresholds.calendar} sessions between "
+                f"no rows for {missing} sessions ({thresholds.calendar}) between "
                 f"{idx[a]:%Y-%m-%d} and {idx[b]:%Y-%m-%d} (more than {thresholds.gap})",
             )
         )

@@ -144,8 +144,8 @@ def detect_format(path: Path) -> tuple[str, str]:
     with path.open("rb") as fh:
         if fh.read(4) == b"PAR1":
             return "parquet", "the Parquet magic bytes"
-    lines = _first_lines(path)
-    header = lines[0]
+    _check_text(path)
+    header = _first_lines(path, 1)[0]
     if header.count(";") > header.count(","):
         raise DataError(
             f"{path.name}: line 1 is separated by ';' ({header[:60]!r}); give format: csv "
@@ -168,12 +168,14 @@ def _resolve(name: str, entry: FileEntry) -> tuple[str, str]:
             f"{_where(name, path)}: no such file or folder; fix data.datasets.{name}.path (a "
             "relative path is read from the config file's folder)"
         )
-    if path.is_file() and entry.format not in ("parquet", "cfe"):
+    if entry.format == "auto":
+        fmt, why = detect_format(path)
+        detected = f"{name}: format auto -> {fmt} ({why})"
+    else:
+        fmt, detected = entry.format, ""
+    if path.is_file() and fmt not in ("parquet", "cfe"):
         _check_text(path)
-    if entry.format != "auto":
-        return entry.format, ""
-    fmt, why = detect_format(path)
-    return fmt, f"{name}: format auto -> {fmt} ({why})"
+    return fmt, detected
 
 
 def _parquet_frame(path: Path, columns: Mapping[str, str]) -> pd.DataFrame:

@@ -301,13 +301,18 @@ def _filter_params(fc: FilterConfig):
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The pydantic model class that owns the key at ``loc`` (for listing valid keys)."""
     current: Any = model
+    key_next = False  # the previous part was a dict[str, Model] field: this part is a key
     for part in loc[:-1]:
+        if key_next:
+            key_next = False
+            continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
         field = current.model_fields.get(str(part))
         if field is None:
             return None
         current = field.annotation
+        key_next = getattr(current, "__origin__", None) is dict
         args = getattr(current, "__args__", ())
         for a in args:  # Optional[Model]
             if isinstance(a, type) and issubclass(a, BaseModel):

@@ -147,6 +147,18 @@ def load_named(name: str, data_cfg: DataConfig, load_source: SourceLoader) -> Na
     return Named(frame, (), prov, spec.acknowledged_checks)
 
 
+def unused_entry(name: str, data_cfg: DataConfig) -> str:
+    """Load (and so check) a ``data.datasets`` entry the run does not read; the note says so."""
+    entry = data_cfg.datasets[name]
+    path = Path(entry.path)
+    loaded = _load_user(name, entry.model_dump_json(), _signature(path), data_cfg.on_problem)
+    what = "option chain" if loaded.is_chain else "series"
+    return (
+        f"{name}: data.datasets entry checked but not read by the strategy or filters "
+        f"({loaded.format} {what}, {len(loaded.frame)} rows)"
+    )
+
+
 def frame_provenance(name: str, frame: pd.DataFrame) -> dict:
     """Provenance of a user's in-memory frame: rows, dates and a sha256 of its values."""
     hashed = pd.util.hash_pandas_object(frame, index=True).to_numpy()

@@ -36,6 +36,7 @@ from volbacktest.engine.inputs.datasets import (
     check_series,
     frame_provenance,
     load_named,
+    unused_entry,
 )
 
 log = logging.getLogger(__name__)
@@ -264,6 +265,7 @@ def build_market(
             notes += named.notes
             prov.append(named.provenance)
             notes += check_series(n, named.frame, data_cfg, named.acknowledged)
+    notes += [unused_entry(n, data_cfg) for n in data_cfg.datasets if n not in names]
     unused = sorted(set(frames) - set(names))
     if unused:
         raise ConfigError(
