@@ -328,13 +328,18 @@ def load_user_file(name: str, entry, on_problem: str = "stop") -> Loaded:
     DataNotFoundError naming ``data.datasets.<name>``, the file and the fix."""
     entry = FileEntry.of(entry)
     path = Path(entry.path)
-    fmt, detected = _resolve(name, entry)
+    fmt = entry.format
     try:
+        fmt, detected = _resolve(name, entry)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataQualityWarning)
             frame = _load_format(name, fmt, entry)
+    except DataNotFoundError:
+        raise
     except (DataError, ConfigError) as exc:
-        raise type(exc)(f"{_where(name, path)}, format {fmt}: {exc}") from None
+        text = str(exc).replace("pass date_format=", f"set data.datasets.{name}.date_format: ")
+        text = text.replace("or date_format=", "or date_format: ")
+        raise type(exc)(f"{_where(name, path)}, format {fmt}: {text}") from None
     except UnicodeDecodeError:
         raise DataError(
             f"{_where(name, path)}: not UTF-8 text (a binary or differently encoded file); "

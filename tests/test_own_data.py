@@ -432,3 +432,23 @@ def test_loader_errors_name_the_line_for_a_plain_call(tmp_path):
     (tmp_path / "x.csv").write_text("Date,Close\n2010-03-01,20\n2010-03-02,abc\n", "utf-8")
     with pytest.raises(DataError, match="line 3"):
         loaders.load_columns(tmp_path / "x.csv")
+
+
+def test_sweep_store_records_provenance_once(tmp_path):
+    import sqlite3
+
+    spec = {
+        "name": "tiny_sweep",
+        "strategy": {"name": "vratio"},
+        "data": {"synthetic": {"seed": 11, "start": "2008-01-02", "end": "2009-12-31"}},
+        "sweep": {"grid": {"window": [5, 10]}, "top": 1, "executor": "vectorised"},
+    }
+    out = vb.sweep(spec, out=tmp_path, report=False, progress=False)
+    with sqlite3.connect(out.store_path) as con:
+        rows = con.execute("SELECT value FROM meta WHERE key = 'provenance'").fetchall()
+    assert len(rows) == 1
+    record = json.loads(rows[0][0])
+    assert record == json.loads((out.folder / "run.json").read_text(encoding="utf-8"))
+    assert {d["name"] for d in record["datasets"]} == {"xiv", "vxx", "vix", "vix3m"}
+    assert {d["seed"] for d in record["datasets"]} == {11}
+    assert record["version"] and "pandas" in record["libraries"] and "config_sha256" in record

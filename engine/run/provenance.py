@@ -93,3 +93,21 @@ def run_record(result, outputs: dict[str, str] | None = None) -> dict:
         "notes": list(result.market_notes),
         "outputs": outputs or {},
     }
+
+
+def sweep_record(base, market, spec: dict) -> dict:
+    """The provenance a sweep's store records once (``meta`` key ``provenance``, and
+    ``run.json`` beside it): environment, the base config (resolved, hashed), the sweep spec and
+    the datasets of the base config's market."""
+    resolved = base.resolved()
+    return {
+        "sweep": base.name,
+        "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **environment(),
+        "config_file": str(base.source_file) if base.source_file else None,
+        "config_sha256": config_hash(resolved),
+        "config": resolved,
+        "sweep_spec": spec,
+        "datasets": list(market.provenance),
+        "notes": list(market.notes),
+    }
