@@ -9,8 +9,11 @@
   US holidays) are dropped. Counts of both are reported in ``Market.notes``.
 
 Datasets come from the config's source (the embedded market, built only for the names the config
-uses, or the catalogue's real files) or from the user's own frames (:meth:`Market.from_frames`,
-``market_for(cfg, frames=...)``), which are checked as files are (``data.frames.user_frame``).
+uses, or the catalogue's real files), from the user's own files (``data.datasets``, which win
+over the source: see ``engine.inputs.datasets``) or from the user's own frames
+(:meth:`Market.from_frames`, ``market_for(cfg, frames=...)``), which are checked as files are
+(``data.frames.user_frame``). Every price series then goes through the spike/stale/gap checks
+(``data.quality``) under ``data.on_problem``; ``Market.provenance`` records where each came from.
 """
 
 from __future__ import annotations
