@@ -380,6 +380,11 @@ BAD_FILES = {
         {"colums": {}},
         ["data.datasets.vix.colums", "did you mean 'columns'"],
     ),
+    "kind that contradicts the strategy": (
+        _rows(),
+        {"kind": "tradable"},
+        ["data.datasets.vix.kind", "only reads 'vix'", "kind: signal"],
+    ),
     "path that does not exist": (
         lambda folder: "nowhere/vix.csv",
         {},

@@ -263,6 +263,7 @@ def build_market(
             prov.append(frame_provenance(n, raw[n]))
             notes += check_series(n, raw[n], data_cfg)
         else:
+            _check_kind(n, data_cfg, n in tradable)
             named = load_named(n, data_cfg, load_raw)
             raw[n] = named.frame
             notes += named.notes
@@ -278,6 +279,18 @@ def build_market(
     source = data_cfg.source if len(frames) < len(raw) else "user"
     return _assemble(
         raw, tuple(tradable), tuple(signals), data_cfg, need_open, source, notes, tuple(prov)
+    )
+
+
+def _check_kind(name: str, data_cfg: DataConfig, traded: bool) -> None:
+    """A ``data.datasets`` entry's ``kind`` must agree with how the strategy uses the name."""
+    entry = data_cfg.datasets.get(name)
+    if entry is None or entry.kind is None or (entry.kind == "tradable") == traded:
+        return
+    use = "trades" if traded else "only reads"
+    raise ConfigError(
+        f"data.datasets.{name}.kind: {entry.kind!r}, but the strategy {use} {name!r}; set "
+        f"kind: {'tradable' if traded else 'signal'} or leave kind out"
     )
 
 
