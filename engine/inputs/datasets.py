@@ -155,7 +155,7 @@ def unused_entry(name: str, data_cfg: DataConfig) -> str:
     what = "option chain" if loaded.is_chain else "series"
     return (
         f"{name}: data.datasets entry checked but not read by the strategy or filters "
-        f"({loaded.format} {what}, {len(loaded.frame)} rows)"
+        f"({what}, format {loaded.format}, {len(loaded.frame)} rows)"
     )
 
 
