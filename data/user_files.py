@@ -52,6 +52,9 @@ from volbacktest.engine.errors import (
 PRICE_FORMATS = ("cboe", "yahoo", "csv", "parquet", "cfe")
 CHAIN_FORMATS = ("chain", "50etf", "gs", "spx_quotes")
 FORMATS = ("auto", *PRICE_FORMATS, *CHAIN_FORMATS)
+# the vendor chain layouts of data.chains apply their documented ChainPolicy (drops and merges
+# announced with counts): those repairs are the loader's policy, reported as notes, not stops
+_POLICY_CHAINS = ("50etf", "gs", "spx_quotes")
 CHAIN_KEYS = ("trade_date", "expiry", "cp", "strike")
 CHAIN_VALUES = ("bid", "ask", "close", "settle", "underlying")
 _SNIFF_BYTES = 4096
@@ -130,8 +133,8 @@ def _check_text(path: Path) -> None:
         )
 
 
-def detect_format(path: Path) -> tuple[str, str]:
-    """(format, the reason) for ``format: auto``."""
+def _detect_binary(path: Path) -> tuple[str, str] | None:
+    """A CFE folder or a Parquet file, else None (a text file to sniff)."""
     if path.is_dir():
         if any(path.glob("CFE_*_VX.csv")):
             return "cfe", "a folder of CFE_<M><YY>_VX.csv files"
@@ -144,18 +147,41 @@ def detect_format(path: Path) -> tuple[str, str]:
     with path.open("rb") as fh:
         if fh.read(4) == b"PAR1":
             return "parquet", "the Parquet magic bytes"
+    return None
+
+
+def _detect_chain(lines: list[str], names: set[str]) -> tuple[str, str] | None:
+    """One of the option-chain layouts, from the first lines, else None."""
+    if {"datadate", "optionsymbol", "expiration", "strike"} <= names:
+        return "gs", "the GS vendor columns DataDate, OptionSymbol, Expiration, Strike"
+    if lines[0].startswith("交易日期"):
+        return "50etf", "the JoinQuant 50ETF option columns (交易日期, ...)"
+    if len(lines) > 2 and "@" in lines[1] and lines[2].lower().startswith("calls"):
+        return "spx_quotes", "a Cboe delayed quote table (spot, quote time, Calls/Puts header)"
+    if {"trade_date", "expiry", "strike"} <= names:
+        return "chain", "columns trade_date, expiry, strike"
+    return None
+
+
+def detect_format(path: Path) -> tuple[str, str]:
+    """(format, the reason) for ``format: auto``."""
+    found = _detect_binary(path)
+    if found:
+        return found
     _check_text(path)
-    header = _first_lines(path, 1)[0]
+    lines = _first_lines(path, 3)
+    header = lines[0]
     if header.count(";") > header.count(","):
         raise DataError(
             f"{path.name}: line 1 is separated by ';' ({header[:60]!r}); give format: csv "
             "with sep: ';' (and decimal: ',' if numbers are written like 12,5)"
         )
+    names = {loaders._normalise_name(tok) for tok in next(csv.reader([header]))}
+    found = _detect_chain(lines, names)
+    if found:
+        return found
     if "cboe" in header.lower() or header.startswith("DATE,OPEN,HIGH,LOW,CLOSE"):
         return "cboe", "Cboe's header or disclaimer line"
-    names = {loaders._normalise_name(tok) for tok in next(csv.reader([header]))}
-    if {"trade_date", "expiry", "strike"} <= names:
-        return "chain", "columns trade_date, expiry, strike"
     if {"date", "open", "high", "low", "close"} <= names:
         return "yahoo", "columns Date, Open, High, Low, Close"
     return "csv", "no known layout: generic dated table"
@@ -351,7 +377,7 @@ def load_user_file(name: str, entry, on_problem: str = "stop") -> Loaded:
             repairs.append(f"{name}: {w.message}")
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if repairs and on_problem == "stop":
+    if repairs and on_problem == "stop" and fmt not in _POLICY_CHAINS:
         raise DataError(
             f"{_where(name, path)}: "
             + "; ".join(r.removeprefix(f"{name}: ") for r in repairs)

@@ -457,3 +457,17 @@ def test_sweep_store_records_provenance_once(tmp_path):
     assert {d["name"] for d in record["datasets"]} == {"xiv", "vxx", "vix", "vix3m"}
     assert {d["seed"] for d in record["datasets"]} == {11}
     assert record["version"] and "pandas" in record["libraries"] and "config_sha256" in record
+
+
+@pytest.mark.shared_data
+def test_vendor_chain_layouts_are_detected_and_loaded(shared_data):
+    from volbacktest.data.user_files import FileEntry, load_user_file
+
+    for name, rel, fmt, rows in (
+        ("gs", "us_option_chains/option_GS_df.csv", "gs", 858),
+        ("spx", "us_option_chains/SPX-Options-24jan2011.csv", "spx_quotes", 1920),
+    ):
+        loaded = load_user_file(name, FileEntry(shared_data / rel), on_problem="stop")
+        assert loaded.is_chain and loaded.format == fmt and len(loaded.frame) == rows
+        assert loaded.detected.startswith(f"{name}: format auto -> {fmt}")
+        assert {"trade_date", "expiry", "cp", "strike"} <= set(loaded.frame.columns)
