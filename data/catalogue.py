@@ -69,6 +69,9 @@ class DatasetSpec:
     start: str
     end: str
     notes: str = ""
+    # kinds of data.quality problems documented for these files (reported as notes, never
+    # stopping a run): the reason is in ``notes``
+    acknowledged_checks: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.name:<10} {self.kind:<8} {self.start}..{self.end}  {self.description}"
@@ -256,7 +259,10 @@ _SPECS = (
         "ziv", "tradable", (_ETN + "ZIV_yahoo__shankhs.csv",), _etn,
         "VelocityShares ZIV (inverse mid-term), split-adjusted", "2010-11-30", "2014-02-24",
         "8-for-1 split on 2011-06-27 detected from Close/Adj Close. The longest ZIV file; a "
-        "2016-2017 file exists (ZIV_yahoo__mmzhao.csv) but cannot be joined (2-year gap).",
+        "2016-2017 file exists (ZIV_yahoo__mmzhao.csv) but cannot be joined (2-year gap). "
+        "Thinly traded at first: the close repeats on up to 12 consecutive days in 2011 "
+        "(stale runs, reported in the run's notes).",
+        ("stale",),
     ),
     DatasetSpec(
         "vxz", "tradable", (_ETN + "VXZ_yahoo__mmzhao.csv",), _etn,
@@ -280,8 +286,10 @@ _SPECS = (
         "2004-03-26", "2021-12-23",
         _SIM_NOTE.format(
             index="short-term", etn="accelerated on 2018-02-05 (fell >= 80 % in a day) and held "
-            "flat at that value afterwards (like cash: the note was redeemed)",
+            "flat at that value afterwards (like cash: the note was redeemed; a stale run by "
+            "construction, reported in the run's notes)",
         ),
+        ("stale",),
     ),
     DatasetSpec(
         "vxx_sim", "tradable", _CFE_FILES, partial(_cfe_sim, leverage=1.0, annual_fee=0.0089),

@@ -62,6 +62,7 @@ from volbacktest.engine.calculators.futures_curve import (
     futures_index,
     simulate_etn,
 )
+from volbacktest.engine.calculators.series_checks import gaps, spike_rows
 from volbacktest.engine.errors import ConfigError, DataError, DataNotFoundError, DataQualityWarning
 
 logger = logging.getLogger(__name__)
@@ -369,20 +370,9 @@ def _problem(kind, file, date, lines, detail) -> CFEProblem:
 
 
 def _spikes(frame: pd.DataFrame) -> np.ndarray:
-    """Rows whose settle is an isolated outlier against its own contract's neighbours."""
-    log_s = np.log(frame["settle"].where(frame["valid"]))
-    grouped = log_s.groupby(frame["file_id"])
-    prev = grouped.ffill().groupby(frame["file_id"]).shift(1)
-    nxt = grouped.bfill().groupby(frame["file_id"]).shift(-1)
-    up, down = log_s - prev, log_s - nxt
-    both = (
-        (up.abs() > SPIKE_LOG)
-        & (down.abs() > SPIKE_LOG)
-        & (np.sign(up) == np.sign(down))
-        & ((nxt - prev).abs() < SPIKE_LOG / 2)
-    )
-    first = frame["valid"] & prev.isna() & (down.abs() > SPIKE_LOG)  # listing-day outlier
-    return (both | first).to_numpy() & frame["valid"].to_numpy()
+    """Rows whose settle is an isolated outlier against its own contract's neighbours (the
+    shared rule of ``engine.calculators.series_checks``, per contract)."""
+    return spike_rows(frame["settle"].where(frame["valid"]), SPIKE_LOG, groups=frame["file_id"])
 
 
 def _validate(
@@ -437,9 +427,8 @@ def _validate(
         )
     # gaps: sessions without any row between consecutive rows of a started contract
     sub = np.flatnonzero(started & on_cal)
-    step = np.diff(pos[sub])
-    for i in np.flatnonzero((np.diff(fid[sub]) == 0) & (step > 1)):
-        a, b = sub[i], sub[i + 1]
+    for i, k, _ in gaps(dates[sub], sessions, 0, groups=fid[sub]):
+        a, b = sub[i], sub[k]
         missing = sess[pos[a] + 1 : pos[b]]
         detail = (
             f"no rows for {len(missing)} sessions {pd.Timestamp(missing[0]):%Y-%m-%d}.."

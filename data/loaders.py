@@ -192,6 +192,8 @@ def _holds_number(token: str) -> bool:
     token = token.strip().strip('*"').strip()
     if not any(ch.isdigit() for ch in token):
         return False
+    if re.fullmatch(r"-?\d+,\d+", token):  # a decimal comma: a number, reported as such later
+        return True
     try:
         float(token)
     except ValueError:
@@ -203,10 +205,10 @@ def _holds_number(token: str) -> bool:
 # reading
 
 
-def _scan_preamble(path: Path) -> tuple[int, list[list[str]]]:
+def _scan_preamble(path: Path, sep: str = ",") -> tuple[int, list[list[str]]]:
     """1-based line of the first row holding a number, and the rows above it."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, delimiter=sep)
         head: list[list[str]] = []
         try:
             for row in itertools.islice(reader, _HEADER_SCAN_LINES):
@@ -260,9 +262,12 @@ def read_csv_checked(path: Path, **kwargs: object) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; expected a CSV with a header") from None
     except pd.errors.ParserError as exc:
+        sep = kwargs.get("sep", ",")
         raise DataError(
-            f"{path}: not a well-formed CSV ({str(exc).strip()}); fix that line (a stray comma "
-            "or quote) or delete it"
+            f"{path}: not a well-formed {sep!r}-separated CSV ({str(exc).strip()}). A row with "
+            "more fields than the header often means a decimal comma ('12,5') in a "
+            "comma-separated file, another separator, or a stray comma or quote: fix that line "
+            "(or delete it), or check the separator and the decimal mark"
         ) from None
 
 
@@ -275,12 +280,16 @@ _READ_OPTIONS = {
 }
 
 
-def _read_table(path: str | os.PathLike[str], *, names: Sequence[str] | None = None) -> _Table:
-    """Read a CSV as strings, skipping preamble lines; ``names`` are used if it has no header."""
+def _read_table(
+    path: str | os.PathLike[str], *, names: Sequence[str] | None = None, sep: str = ","
+) -> _Table:
+    """Read a CSV as strings, skipping preamble lines; ``names`` are used if it has no header;
+    ``sep`` is the field separator."""
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such data file; check the path")
-    first_data_line, head = _scan_preamble(path)
+    first_data_line, head = _scan_preamble(path, sep)
+    options = {**_READ_OPTIONS, "sep": sep}
     has_header = first_data_line > 1
     if has_header:
         header = head[-1]
@@ -290,7 +299,7 @@ def _read_table(path: str | os.PathLike[str], *, names: Sequence[str] | None = N
                 f"but holds {','.join(header)!r}; add a header line such as "
                 "'Date,Open,High,Low,Close' above the first data row"
             )
-        frame = read_csv_checked(path, skiprows=first_data_line - 2, header=0, **_READ_OPTIONS)
+        frame = read_csv_checked(path, skiprows=first_data_line - 2, header=0, **options)
         raw_names = [str(c) for c in frame.columns]
         preamble = tuple(",".join(r) for r in head[:-1])
     elif names is None:
@@ -300,7 +309,7 @@ def _read_table(path: str | os.PathLike[str], *, names: Sequence[str] | None = N
             "headerless layout"
         )
     else:
-        frame = read_csv_checked(path, header=None, **_READ_OPTIONS)
+        frame = read_csv_checked(path, header=None, **options)
         if frame.shape[1] != len(names):
             raise DataError(
                 f"{path.name}: headerless file has {frame.shape[1]} columns but this layout "
@@ -360,6 +369,11 @@ def _numeric(table: _Table, column: str) -> np.ndarray:
             f"{table.label}: column {table.show(column)} has {int(bad.sum())} non-numeric "
             f"value(s): {_line_list(table.lines[bad], text[bad])}; fix those cells (use an "
             "empty cell or 'null' for a missing value) or delete the rows"
+            + (
+                " (numbers like '12,5' use a decimal comma: declare it, e.g. decimal: ',')"
+                if text[bad].str.fullmatch(r"-?\d+,\d+").any()
+                else ""
+            )
         )
     return values.to_numpy(dtype=np.float64)
 
@@ -1248,3 +1262,98 @@ def load_510050(
     )
     frame.attrs["adjusted"] = bool(adjusted)
     return frame
+
+
+# --------------------------------------------------------------------------------------------
+# generic dated tables (the user's own files: data.datasets with format csv)
+
+GENERIC_COLUMNS = (*STANDARD_COLUMNS, "adj_close")
+"""What a generic file's ``columns`` map may name besides ``date``."""
+
+
+def _source_column(table: _Table, wanted: str, key: str) -> str:
+    name = _normalise_name(wanted)
+    if name not in table.cells.columns:
+        shown = ", ".join(v or k for k, v in table.original.items())
+        raise DataError(
+            f"{table.label}: columns: {key}: {wanted!r} is not a column of the file (its "
+            f"header line holds {shown}); name one of those"
+        )
+    return name
+
+
+def load_columns(
+    path: str | os.PathLike[str],
+    columns: Mapping[str, str] | None = None,
+    *,
+    sep: str = ",",
+    decimal: str = ".",
+    date_format: str | None = None,
+    dayfirst: bool = False,
+    acknowledged: Iterable[object] = (),
+    bad_range: BadRange = "drop",
+) -> pd.DataFrame:
+    """A dated price table of any layout: ``columns`` maps the engine's names (``date``,
+    ``open``, ``high``, ``low``, ``close``, ``volume``, ``adj_close``) to the file's column
+    names (default: the same names; only ``close`` is required). ``sep`` is the field separator,
+    ``decimal`` the decimal mark (``','`` for ``12,5``), ``date_format`` a strptime layout and
+    ``dayfirst`` reads ambiguous D/M/YYYY dates day first. Every rule of the module docstring
+    applies (preamble lines skipped, missing tokens, positive prices, unique sorted dates)."""
+    columns = dict(columns or {})
+    unknown = sorted(set(columns) - {"date", *GENERIC_COLUMNS})
+    if unknown:
+        raise ConfigError(
+            f"columns: unknown name(s) {unknown}; valid: date, {', '.join(GENERIC_COLUMNS)}"
+        )
+    table = _read_table(path, sep=sep)
+    mapping: dict[str, str | None] = {}
+    for out in GENERIC_COLUMNS:
+        if out in columns:
+            mapping[out] = _source_column(table, columns[out], out)
+        elif out in table.cells.columns:
+            mapping[out] = out
+    if "close" not in mapping:
+        raise DataError(
+            f"{table.label}: no close column (columns are "
+            f"{', '.join(v or k for k, v in table.original.items())}); map one with columns: "
+            "{close: <column name>}"
+        )
+    date_col = _source_column(table, columns["date"], "date") if "date" in columns else None
+    if decimal != ".":
+        cells = table.cells.copy()
+        for src in {s for s in mapping.values() if s}:
+            cells[src] = (
+                cells[src].str.replace(".", "", regex=False).str.replace(decimal, ".", regex=False)
+            )
+        table = _Table(table.path, cells, table.lines, table.original, table.preamble, True)
+    return _assemble(
+        table,
+        mapping,
+        required=("close",),
+        date_column=date_col,
+        date_format=date_format,
+        acknowledged=acknowledged,
+        bad_range=bad_range,
+        ambiguous="day_first" if dayfirst else "raise",
+    )
+
+
+def date_lines(
+    path: str | os.PathLike[str],
+    *,
+    sep: str = ",",
+    date_column: str | None = None,
+    date_format: str | None = None,
+    dayfirst: bool = False,
+) -> dict[pd.Timestamp, int]:
+    """Date -> 1-based line number in a dated table (what messages quote)."""
+    table = _read_table(path, sep=sep)
+    col = _date_column(table, date_column)
+    dates = parse_dates(
+        table.cells[col],
+        date_format=date_format,
+        source=table.label,
+        lines=table.lines,
+        ambiguous="day_first" if dayfirst else "month_first",
+    )
+    return dict(zip(dates, (int(n) for n in table.lines), strict=True))

@@ -232,7 +232,7 @@ def test_results_folder_contents(tmp_path):
     ):
         assert key in metrics
     assert metrics["fill"] == "next_close"
-    returns = pd.read_csv(out / "returns.csv", comment="#", index_col=0, parse_dates=True)
+    returns = pd.read_csv(out / "returns.csv", index_col=0, parse_dates=True)
     assert len(returns) == metrics["bars"]
 
 

@@ -54,7 +54,7 @@ BAD = [
     (
         "unknown data source",
         "strategy: {name: vratio}\ndata: {source: yahoo}\n",
-        ["data.source", "'synthetic' or 'shared'"],
+        ["data.source", "'synthetic', 'shared' or 'files'"],
     ),
     ("missing strategy", "name: x\n", ["strategy: required key is missing"]),
     (

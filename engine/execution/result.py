@@ -21,6 +21,7 @@ class BacktestResult:
     metrics: dict
     market_notes: tuple[str, ...] = ()
     problems: tuple[str, ...] = field(default_factory=tuple)
+    provenance: tuple[dict, ...] = ()  # the market's, per dataset (run.json)
 
     @property
     def label(self) -> str:

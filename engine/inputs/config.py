@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import os
 import re
 from collections.abc import Mapping
 from enum import StrEnum
@@ -23,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from volbacktest.data.user_files import FORMATS
 from volbacktest.engine.errors import ConfigError, LookAheadWarning
 from volbacktest.engine.inputs.chainseries import is_chain_input, parse_input
 from volbacktest.engine.inputs.decision import DecisionPlan
@@ -124,10 +126,59 @@ class SyntheticConfig(_Model):
         return self
 
 
-class DataConfig(_Model):
-    source: Literal["synthetic", "shared"] = Field(
-        "synthetic", description="embedded synthetic market, or real files from the data root"
+class DatasetFile(_Model):
+    """One ``data.datasets`` entry: a file (or a CFE folder) of the user's, under a dataset
+    name (see ``data.user_files`` for the formats and their keys)."""
+
+    path: Path = Field(description="file or folder; relative paths are read from the config's")
+    format: Literal[FORMATS] = Field("auto", description="auto: detected, and reported")
+    kind: Literal["tradable", "signal"] | None = Field(
+        None, description="default: tradable when the strategy trades it, else signal"
     )
+    adjust: Literal["none", "total_return"] = Field(
+        "none", description="total_return: scale prices by Adj Close / Close (yahoo, csv)"
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="engine name -> the file's column (csv, parquet, chain)"
+    )
+    date_format: str | None = Field(None, description="strptime layout, e.g. '%d.%m.%Y'")
+    dayfirst: bool = Field(False, description="read ambiguous D/M/YYYY dates day first")
+    sep: str = Field(",", min_length=1, max_length=1, description="field separator (csv)")
+    decimal: Literal[".", ","] = Field(".", description="decimal mark (csv)")
+    month: int = Field(1, ge=1, le=9, description="cfe: the k-th monthly contract (1 = front)")
+    acknowledge: tuple[dt.date, ...] = Field(
+        (), description="dates whose repairs (e.g. dropped null rows) are known and accepted"
+    )
+
+
+class ChecksConfig(_Model):
+    """Thresholds of the spike/stale/gap checks every price series goes through
+    (``data.quality``)."""
+
+    spike: float = Field(0.7, gt=0.0, description="log jump from both neighbours that reverses")
+    stale: int = Field(10, ge=1, description="max consecutive rows with an identical close")
+    gap: int = Field(10, ge=0, description="max sessions missing between two rows")
+    calendar: Literal["weekdays", "nyse", "sse"] = Field(
+        "weekdays", description="the sessions gaps are counted in"
+    )
+
+
+class DataConfig(_Model):
+    source: Literal["synthetic", "shared", "files"] = Field(
+        "synthetic",
+        description="embedded synthetic market, real files from the data root, or only the "
+        "files of data.datasets",
+    )
+    datasets: dict[str, DatasetFile] = Field(
+        default_factory=dict,
+        description="the user's own files by dataset name; they win over data.source's",
+    )
+    on_problem: Literal["stop", "warn"] = Field(
+        "stop",
+        description="a spike, stale run, gap or repaired row: stop the run, or go on and list "
+        "it in the run's notes",
+    )
+    checks: ChecksConfig = ChecksConfig()
     root: Path | None = Field(None, description="data root for source: shared (else searched)")
     start: dt.date | None = None
     end: dt.date | None = None
@@ -149,6 +200,11 @@ class DataConfig(_Model):
     def _order(self):
         if self.start and self.end and self.end <= self.start:
             raise ValueError(f"end {self.end} is not after start {self.start}")
+        if self.source == "files" and not self.datasets:
+            raise ValueError(
+                "source: files reads only data.datasets, which is empty; add entries such as "
+                "vix: {path: my/VIX_History.csv, format: cboe}"
+            )
         return self
 
 
@@ -176,6 +232,9 @@ class ReportConfig(_Model):
         min_length=1,
         description="a dataset name (spx, xiv, etf50, ...) to measure the run against: alpha, "
         "beta, correlation, information ratio, tracking error, up/down capture",
+    )
+    format: Literal["csv", "parquet"] = Field(
+        "csv", description="tables of a run folder: plain CSV, or Parquet (storage extra)"
     )
 
 
@@ -258,13 +317,18 @@ def _filter_params(fc: FilterConfig):
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The pydantic model class that owns the key at ``loc`` (for listing valid keys)."""
     current: Any = model
+    key_next = False  # the previous part was a dict[str, Model] field: this part is a key
     for part in loc[:-1]:
+        if key_next:
+            key_next = False
+            continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
         field = current.model_fields.get(str(part))
         if field is None:
             return None
         current = field.annotation
+        key_next = getattr(current, "__origin__", None) is dict
         args = getattr(current, "__args__", ())
         for a in args:  # Optional[Model]
             if isinstance(a, type) and issubclass(a, BaseModel):
@@ -382,6 +446,7 @@ def config_from_mapping(
     raw = _with_strategy_name(dict(raw), strategy, where)
     if source is not None and "name" not in raw:
         raw["name"] = Path(str(source)).stem
+    raw = _with_dataset_paths(raw, Path(source).parent if source else Path.cwd(), where)
     try:
         cfg = BacktestConfig(**raw, source_file=Path(source) if source else None)
     except ValidationError as exc:
@@ -402,6 +467,29 @@ def config_from_mapping(
             _raise_validation(exc, model, source, prefix=("filters", i))
     _check_chain_inputs(cfg, where)
     return cfg
+
+
+def _with_dataset_paths(raw: dict, folder: Path, where: str) -> dict:
+    """``data.datasets.*.path`` made absolute (relative ones are read from ``folder``, the
+    config file's) and checked to exist, so that a wrong path fails before anything runs."""
+    data = raw.get("data")
+    entries = data.get("datasets") if isinstance(data, Mapping) else None
+    if not isinstance(entries, Mapping):
+        return raw
+    fixed = {}
+    for name, entry in entries.items():
+        if isinstance(entry, Mapping) and isinstance(entry.get("path"), str | Path):
+            given = Path(entry["path"]).expanduser()
+            path = given if given.is_absolute() else Path(os.path.abspath(folder / given))
+            if not path.exists():
+                raise ConfigError(
+                    f"{where}data.datasets.{name}.path: {str(given)!r} does not exist (looked "
+                    f"for {path}; a relative path is read from the config file's folder "
+                    f"{folder}); fix the path"
+                )
+            entry = {**entry, "path": str(path)}
+        fixed[name] = entry
+    return {**raw, "data": {**data, "datasets": fixed}}
 
 
 def _check_chain_inputs(cfg: BacktestConfig, where: str) -> None:

@@ -9,8 +9,11 @@
   US holidays) are dropped. Counts of both are reported in ``Market.notes``.
 
 Datasets come from the config's source (the embedded market, built only for the names the config
-uses, or the catalogue's real files) or from the user's own frames (:meth:`Market.from_frames`,
-``market_for(cfg, frames=...)``), which are checked as files are (``data.frames.user_frame``).
+uses, or the catalogue's real files), from the user's own files (``data.datasets``, which win
+over the source: see ``engine.inputs.datasets``) or from the user's own frames
+(:meth:`Market.from_frames`, ``market_for(cfg, frames=...)``), which are checked as files are
+(``data.frames.user_frame``). Every price series then goes through the spike/stale/gap checks
+(``data.quality``) under ``data.on_problem``; ``Market.provenance`` records where each came from.
 """
 
 from __future__ import annotations
@@ -35,12 +38,17 @@ from volbacktest.engine.inputs.chainseries import (
     series_on_calendar,
 )
 from volbacktest.engine.inputs.config import BacktestConfig, DataConfig
+from volbacktest.engine.inputs.datasets import (
+    SIMULATED_ETNS,
+    check_series,
+    frame_provenance,
+    load_named,
+    unused_entry,
+)
 
 log = logging.getLogger(__name__)
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-# data.etns: simulated reads these reconstructions (from VIX futures) in place of the real ETNs
-SIMULATED_ETNS = {"xiv": "xiv_sim", "vxx": "vxx_sim"}
 DEFAULT_FFILL_LIMIT = DataConfig.model_fields["ffill_limit"].default
 
 
@@ -57,6 +65,9 @@ class Market:
     tradable: tuple[str, ...]
     source: str
     notes: tuple[str, ...] = ()
+    # where each dataset came from (file path, size, sha256, rows, dates; or the synthetic
+    # seed; or a user frame's hash): what run.json records
+    provenance: tuple[dict, ...] = ()
 
     def closes(self, names) -> dict[str, np.ndarray]:
         return {n: self.frames[n]["close"].to_numpy(dtype=np.float64) for n in names}
@@ -114,7 +125,9 @@ class Market:
         }
         signals = tuple(n for n in raw if n not in tradable)
         window = DataConfig(start=start, end=end, ffill_limit=ffill_limit)
-        return _assemble(raw, tradable, signals, window, need_open, "user", [])
+        notes = [note for n, f in raw.items() for note in check_series(n, f, window)]
+        prov = tuple(frame_provenance(n, f) for n, f in raw.items())
+        return _assemble(raw, tradable, signals, window, need_open, "user", notes, prov)
 
 
 @CACHES.memo("inputs.market.embedded", maxsize=16)
@@ -245,14 +258,23 @@ def build_market(
     names = tuple(dict.fromkeys(tuple(tradable) + tuple(signals)))
     notes: list[str] = []
     raw = {}
+    prov = []
     for n in names:
         if is_chain_input(n):
             continue
         if n in frames:
             raw[n] = user_frame(frames[n], n, kind="tradable" if n in tradable else "signal")
             notes.append(f"{n}: the user's frame ({len(raw[n])} rows), not data.source")
+            prov.append(frame_provenance(n, raw[n]))
+            notes += check_series(n, raw[n], data_cfg)
         else:
-            raw[n] = load_raw(n, data_cfg)
+            _check_kind(n, data_cfg, n in tradable)
+            named = load_named(n, data_cfg, load_raw)
+            raw[n] = named.frame
+            notes += named.notes
+            prov.append(named.provenance)
+            notes += check_series(n, named.frame, data_cfg, named.acknowledged)
+    notes += [unused_entry(n, data_cfg) for n in data_cfg.datasets if n not in names]
     unused = sorted(set(frames) - set(names))
     if unused:
         raise ConfigError(
@@ -260,10 +282,24 @@ def build_market(
             f"they use {', '.join(names)}"
         )
     source = data_cfg.source if len(frames) < len(raw) else "user"
-    return _assemble(raw, tuple(tradable), tuple(signals), data_cfg, need_open, source, notes)
+    return _assemble(
+        raw, tuple(tradable), tuple(signals), data_cfg, need_open, source, notes, tuple(prov)
+    )
 
 
-def _assemble(raw, tradable, signals, data_cfg, need_open, source, notes) -> Market:
+def _check_kind(name: str, data_cfg: DataConfig, traded: bool) -> None:
+    """A ``data.datasets`` entry's ``kind`` must agree with how the strategy uses the name."""
+    entry = data_cfg.datasets.get(name)
+    if entry is None or entry.kind is None or (entry.kind == "tradable") == traded:
+        return
+    use = "trades" if traded else "only reads"
+    raise ConfigError(
+        f"data.datasets.{name}.kind: {entry.kind!r}, but the strategy {use} {name!r}; set "
+        f"kind: {'tradable' if traded else 'signal'} or leave kind out"
+    )
+
+
+def _assemble(raw, tradable, signals, data_cfg, need_open, source, notes, prov=()) -> Market:
     calendar = _calendar(data_cfg, raw, tradable)
     out = {n: _tradable_frame(n, raw[n], calendar, need_open) for n in tradable}
     for n in signals:
@@ -275,7 +311,7 @@ def _assemble(raw, tradable, signals, data_cfg, need_open, source, notes) -> Mar
             out[n] = _signal_frame(n, raw[n], calendar, data_cfg.ffill_limit, notes)
     for note in notes:
         log.info(note)
-    return Market(calendar, out, tuple(tradable), source, tuple(notes))
+    return Market(calendar, out, tuple(tradable), source, tuple(notes), tuple(prov))
 
 
 def market_for(

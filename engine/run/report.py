@@ -1,12 +1,14 @@
 """Results on disk: one folder per run, and a comparison for several runs.
 
-Per run: ``config.yaml`` (resolved), ``metrics.json``, ``returns.csv``, ``positions.csv``,
-``transactions.csv``, ``weights.csv``, ``equity.png`` (equity and drawdown) and ``tearsheet.png``
-(pyfolio-reloaded tear sheet), ``round_trips.csv`` (FIFO round trips, engine.run.trades) and
+Per run: ``config.yaml`` (resolved), ``metrics.json``, ``run.json`` (provenance: see
+``engine.run.provenance``), ``returns``, ``positions``, ``transactions`` and ``weights`` as plain
+CSVs (header on line 1: ``pd.read_csv`` reads them without options) or Parquet files
+(``report.format: parquet``), ``round_trips.csv`` (FIFO round trips, engine.run.trades),
+``equity.png`` (equity and drawdown), ``tearsheet.png`` (pyfolio-reloaded tear sheet) and
 ``report.html`` (the run's self-contained page, engine.run.html); ``report.benchmark`` adds the
-benchmark-relative metrics to metrics.json (engine.run.analysis). A comparison writes
-``metrics.csv``, ``metrics.md`` and ``equity.png`` with the curves overlaid. Plotting is
-headless (Agg) and imported lazily.
+benchmark-relative metrics to metrics.json (engine.run.analysis). The folder is written whole
+(engine.run.outputs). A comparison writes ``metrics.csv``, ``metrics.md`` and ``equity.png`` with
+the curves overlaid. Plotting is headless (Agg) and imported lazily.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from volbacktest.engine.inputs.config import dump_config
 from volbacktest.engine.run.analysis import analyse
 from volbacktest.engine.run.html import write_run_page
 from volbacktest.engine.run.outputs import atomic_dir
+from volbacktest.engine.run.provenance import run_record
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +261,39 @@ def plot_tearsheet(
     sheet.save(path, optimize=True)
 
 
+def write_tables(
+    result: BacktestResult, out: Path, round_trips: pd.DataFrame | None = None
+) -> dict[str, str]:
+    """returns, positions, weights, transactions (and the round trips when given) as plain
+    tables (``report.format``: CSV with the header on line 1, or Parquet); the labels a comment
+    line used to carry are in ``metrics.json`` and ``run.json``. Returns file name -> what it
+    holds."""
+    fmt = result.config.report.format
+    tables = {
+        "returns": (result.returns.rename("return").to_frame(), True, "daily returns"),
+        "positions": (result.positions, True, "value per asset and cash"),
+        "weights": (result.weights, True, "target weights decided per bar"),
+        "transactions": (result.transactions, False, "every fill"),
+    }
+    if round_trips is not None:
+        tables["round_trips"] = (round_trips, False, "FIFO round trips built from the fills")
+    written = {}
+    for name, (frame, dated, what) in tables.items():
+        if fmt == "parquet":
+            require_extra("pyarrow", "storage")
+            path = out / f"{name}.parquet"
+            table = frame.rename_axis("date") if dated else frame.reset_index(drop=True)
+            table.to_parquet(path, index=dated)
+        else:
+            path = out / f"{name}.csv"
+            if dated:
+                frame.to_csv(path, index_label="date", float_format="%.10g")
+            else:
+                frame.to_csv(path, index=False, float_format="%.10g")
+        written[path.name] = what
+    return written
+
+
 def write_run(result: BacktestResult, out_dir: Path, *, overwrite: bool = False) -> Path:
     """Write one run's folder ``out_dir/<label>/``; returns its path.
 
@@ -275,25 +311,13 @@ def write_run(result: BacktestResult, out_dir: Path, *, overwrite: bool = False)
 def _write_run_files(result: BacktestResult, out: Path) -> None:
     (out / "config.yaml").write_text(dump_config(result.config), encoding="utf-8")
     analysis = analyse(result)  # benchmark and round trips (issue 15)
-    meta = dict(result.metrics) | analysis.metrics
+    meta = {"run": result.label, **result.metrics} | analysis.metrics
     meta["market_notes"] = list(result.market_notes) + list(analysis.notes)
     meta["problems"] = list(result.problems)
     (out / "metrics.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    header = f"# {result.label}: fill {result.metrics['fill']}\n"
-    for name, frame in (
-        ("returns.csv", result.returns.to_frame()),
-        ("positions.csv", result.positions),
-        ("weights.csv", result.weights),
-    ):
-        with open(out / name, "w", encoding="utf-8", newline="") as fh:
-            fh.write(header)
-            frame.to_csv(fh, index_label="date", float_format="%.10g")
-    with open(out / "transactions.csv", "w", encoding="utf-8", newline="") as fh:
-        fh.write(header)
-        result.transactions.to_csv(fh, index=False, float_format="%.10g")
-    analysis.trips.trips.to_csv(
-        out / "round_trips.csv", index=False, float_format="%.10g", date_format="%Y-%m-%d"
-    )
+    outputs = write_tables(result, out, analysis.trips.trips)
+    record = run_record(result, outputs)
+    (out / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n", "utf-8")
     rep = result.config.report
     if rep.plots:
         plot_equity(result, out / "equity.png")

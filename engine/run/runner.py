@@ -3,6 +3,7 @@ are ``execution.eventdriven``; the batch runner of sweeps shares them)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from volbacktest.engine.execution.bt import TargetWeightStrategy
@@ -34,4 +35,5 @@ def run_backtest(
     configure_broker(cerebro.broker, cfg.execution)
     add_feeds(cerebro, cfg, market)
     cerebro.addstrategy(TargetWeightStrategy, plan=cfg.plan, execution=cfg.execution)
-    return collect(cfg, market, cerebro.run()[0])
+    result = collect(cfg, market, cerebro.run()[0])
+    return dataclasses.replace(result, provenance=market.provenance)

@@ -9,6 +9,7 @@ sweep, this keeps the fast path honest on the configurations that matter.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.execution.vectorised import fast_backtest
 from volbacktest.engine.run.compare import write_sweep_report
 from volbacktest.engine.run.outputs import atomic_dir, atomic_file
+from volbacktest.engine.run.provenance import sweep_record
 from volbacktest.engine.run.runner import run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, check_executor, execute
@@ -92,6 +94,14 @@ def drift_check(
     return pd.DataFrame(rows)
 
 
+def _record_provenance(plan: SweepPlan, store: ResultsStore, markets, folder: Path) -> None:
+    """What produced the sweep, once: the store's ``provenance`` meta and ``run.json``."""
+    record = sweep_record(plan.base, markets.get(plan.base), plan.spec.model_dump(mode="json"))
+    text = json.dumps(record, indent=2, default=str)
+    store.set_meta(provenance=text)
+    (folder / "run.json").write_text(text + "\n", encoding="utf-8")
+
+
 def run_sweep(
     plan: SweepPlan,
     *,
@@ -122,6 +132,7 @@ def run_sweep(
         spec=plan.spec.model_dump(mode="json"),
     )
     try:
+        _record_provenance(plan, store, markets, folder)
         wf = None
         if plan.split is not None:
             wf = run_walkforward(plan, store, opts, markets=markets)
