@@ -166,9 +166,10 @@ def _unused_loader(paths):  # pragma: no cover - the chain has its own loader
 
 def _policy():
 
-    # drop crossed / negative / expired / unpriced rows, average duplicate keys, and drop an
-    # adjusted "A" contract where a priced standard strike lies within half a step of it
-    return ChainPolicy(adjusted="prefer_standard")
+    # drop crossed / negative / expired / unpriced rows and both rows of a duplicate key (a
+    # standard and an adjusted contract the source cannot tell apart), and drop adjusted "A"
+    # contracts of a (date, expiry) with at least three standard strikes (the sse_ivix rule)
+    return ChainPolicy(adjusted="standard_grid")
 
 
 def load_etf50_shared(roots) -> tuple[pd.DataFrame, ChainContext]:
