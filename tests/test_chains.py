@@ -29,7 +29,7 @@ from volbacktest.data.chains import (
     write_partitioned,
 )
 from volbacktest.data.rates import load_shibor
-from volbacktest.engine.calculators.chain_rules import sse_offgrid_strike
+from volbacktest.engine.calculators.chain_rules import counts_by_period, sse_offgrid_strike
 from volbacktest.engine.calculators.rates import SHIBOR_TENOR_DAYS, shibor_curve_rate
 from volbacktest.engine.errors import DataError, DataNotFoundError, DataQualityWarning
 
@@ -395,6 +395,21 @@ def test_apply_policy_drops_with_warning_and_overrides():
         ChainPolicy(adjusted="standard")
     with pytest.raises(DataError, match="call validate_chain"):
         apply_policy(df.iloc[1:], rep)
+
+
+def test_counts_by_period_per_year_and_month():
+    td = pd.to_datetime(["2016-12-30", "2017-01-03", "2017-01-04", "2017-02-01"]).to_numpy()
+    masks = {"dropped": np.array([True, False, True, True]), "kept": np.array([0, 1, 0, 0])}
+    years = counts_by_period(td, masks)
+    assert years.to_dict("index") == {
+        "2016": {"first": "2016-12-30", "last": "2016-12-30", "rows": 1, "dropped": 1, "kept": 0},
+        "2017": {"first": "2017-01-03", "last": "2017-02-01", "rows": 3, "dropped": 2, "kept": 1},
+    }
+    months = counts_by_period(td, masks, "M")
+    assert list(months.index) == ["2016-12", "2017-01", "2017-02"]
+    assert months["rows"].tolist() == [1, 2, 1]
+    with pytest.raises(DataError, match="freq"):
+        counts_by_period(td, masks, "W")
 
 
 def test_apply_policy_clean_chain_is_silent(shared_data):

@@ -419,6 +419,27 @@ def test_interpolation_matches_white_paper_minute_form():
     )
     assert interpolate_vix(t1, s1, t2, s2, 30) == pytest.approx(paper, rel=1e-13)
     assert np.isnan(interpolate_vix(0.05, 0.01, 0.1, -0.5, 30))
+    # inside [T1, T2] the flat rule is the same interpolation
+    assert interpolate_vix(t1, s1, t2, s2, 30, "flat") == pytest.approx(paper, rel=1e-13)
+
+
+def test_flat_extrapolation_uses_the_nearer_terms_variance():
+    """Both terms beyond 30 days (41 and 97 days, the 2015-12-17 layout): linear extends the
+    total-variance line below T1, flat returns the near term's own volatility."""
+    t1, t2 = 41 / 365, 97 / 365
+    s1, s2 = 0.26**2, 0.33**2
+    line = (t1 * s1 * (t2 - 30 / 365) + t2 * s2 * (30 / 365 - t1)) / (t2 - t1) / (30 / 365)
+    assert interpolate_vix(t1, s1, t2, s2, 30) == pytest.approx(100 * math.sqrt(line))
+    assert interpolate_vix(t1, s1, t2, s2, 30) < 26.0  # the extrapolation falls below both
+    assert interpolate_vix(t1, s1, t2, s2, 30, "flat") == pytest.approx(26.0)
+    # target beyond both terms: the longer one's volatility
+    assert interpolate_vix(5 / 365, 0.09, 20 / 365, 0.04, 30, "flat") == pytest.approx(20.0)
+    # a failed term fails the date under either rule
+    assert np.isnan(interpolate_vix(t1, s1, t2, np.nan, 30, "flat"))
+    assert get_method("sse_ivix").extrapolation == "flat"
+    assert get_method("cboe").extrapolation == "linear"
+    with pytest.raises(ConfigError, match="extrapolation"):
+        get_method("sse_ivix", extrapolation="cubic")
 
 
 # ---------------------------------------------------------------------------- bad chains

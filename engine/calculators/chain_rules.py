@@ -94,8 +94,9 @@ def adjusted_drop_mask(df: pd.DataFrame, mode: AdjustedMode) -> np.ndarray:
         milli = np.rint(df["strike"].to_numpy(dtype=float) * 1000.0).astype(np.int64)
         if not std.any():
             return np.zeros(n, dtype=bool)
-        pairs = np.unique(np.stack([term[std], milli[std]]), axis=1)  # distinct strikes
-        terms, n_std = np.unique(pairs[0], return_counts=True)
+        # distinct (term, strike) pairs as one int64 key (term < 4e9, strike below 1e6)
+        pairs = np.unique(term[std] * 1_000_000_000 + milli[std]) // 1_000_000_000
+        terms, n_std = np.unique(pairs, return_counts=True)
         pos = np.minimum(np.searchsorted(terms, term), len(terms) - 1)
         enough = (terms[pos] == term) & (n_std[pos] >= MIN_STANDARD_STRIKES)
         return adjusted & enough
@@ -125,15 +126,31 @@ def counts_by_period(
     boolean row mask; the result has one row per period with ``first``/``last`` trade date,
     ``rows`` and one column per label, so a policy's effect can be read per date range.
     """
-    td = pd.DatetimeIndex(np.asarray(trade_date, dtype="datetime64[ns]"))
-    period = td.to_period(freq)
-    frame = pd.DataFrame({"period": period.astype(str), "td": td})
+    if freq not in ("Y", "M"):
+        raise DataError(f"freq={freq!r}: count per 'Y' (year) or 'M' (month)")
+    td = np.asarray(trade_date, dtype="datetime64[ns]")
+    key = td.astype(f"datetime64[{freq}]").view(np.int64)  # periods since 1970
+    lo = int(key.min()) if len(key) else 0
+    seen = np.bincount(key - lo) > 0 if len(key) else np.zeros(0, dtype=bool)
+    periods = (np.flatnonzero(seen) + lo).astype(f"datetime64[{freq}]")
+    inv = (np.cumsum(seen) - 1)[key - lo]  # O(n): no sort of the rows
+    n = len(periods)
+    ns = td.view(np.int64)
+    first = np.full(n, np.iinfo(np.int64).max)
+    last = np.full(n, np.iinfo(np.int64).min)
+    np.minimum.at(first, inv, ns)
+    np.maximum.at(last, inv, ns)
+    first, last = first.view("datetime64[ns]"), last.view("datetime64[ns]")
+    out = pd.DataFrame(
+        {
+            "first": pd.DatetimeIndex(first).strftime("%Y-%m-%d"),
+            "last": pd.DatetimeIndex(last).strftime("%Y-%m-%d"),
+            "rows": np.bincount(inv, minlength=n),
+        },
+        index=pd.Index(periods.astype(str), name="period"),
+    )
     for label, m in masks.items():
-        frame[label] = np.asarray(m, dtype=np.int64)
-    g = frame.groupby("period", sort=True)
-    out = g.agg(first=("td", "min"), last=("td", "max"), rows=("td", "size"))
-    for label in masks:
-        out[label] = g[label].sum()
-    for c in ("first", "last"):
-        out[c] = out[c].dt.strftime("%Y-%m-%d")
+        out[label] = np.bincount(inv, weights=np.asarray(m, dtype=float), minlength=n).astype(
+            np.int64
+        )
     return out

@@ -739,8 +739,9 @@ def interpolate_vix(
     with np.errstate(divide="ignore", invalid="ignore"):
         w1 = (t2 - tt) / (t2 - t1)
         var = (t1 * v1 * w1 + t2 * v2 * (1.0 - w1)) * DAYS_PER_YEAR / target_days
-        if extrapolation == "flat":
-            var = np.where(tt < t1, v1, np.where(tt > t2, v2, var))
+        if extrapolation == "flat":  # a failed (NaN) term fails the date either way
+            flat = np.where(tt < t1, v1, np.where(tt > t2, v2, var))
+            var = np.where(np.isnan(v1) | np.isnan(v2), np.nan, flat)
         return np.where(var >= 0, 100.0 * np.sqrt(np.abs(var)), np.nan)
 
 
