@@ -842,3 +842,23 @@ def test_partitioned_history_equals_in_memory(etf_chain, shibor, tmp_path):
         )
     pd.testing.assert_frame_equal(on_dask.index, want, check_freq=False)
     assert len(on_dask.terms) == int((full.terms["trade_date"] >= "2016-12-01").sum())
+
+
+def test_vix_cli_policy_report_per_year(etf_chain, tmp_path, capsys):
+    """``vix --policy-report`` writes per year what the adjusted-contract rule dropped and kept
+    (the same counts as ``VixResult.dropped_by_year``)."""
+    from volbacktest.engine.cli import main
+
+    chain = etf_chain[etf_chain["trade_date"].between("2016-12-20", "2017-01-10")]
+    path = tmp_path / "chain.csv"
+    chain.to_csv(path, index=False)
+    report = tmp_path / "policy.csv"
+    argv = ["vix", "--chains", str(path), "--rate", "0.03", "--out", str(tmp_path / "o.csv")]
+    assert main([*argv, "--policy-report", str(report)]) == 0, capsys.readouterr().err
+    got = pd.read_csv(report, index_col="period")
+    want = compute_vix(chain, "sse_ivix", 0.03).dropped_by_year
+    assert list(got.index) == [2016, 2017]
+    for col in ("dropped: adjusted (standard_grid)", "kept: adjusted"):
+        assert got[f"sse_ivix {col}"].tolist() == want[col].tolist()
+    assert got["sse_ivix dropped: adjusted (standard_grid)"].gt(0).all()
+    assert "sse_ivix dropped: adjusted (standard_grid)" in capsys.readouterr().out

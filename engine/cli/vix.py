@@ -11,7 +11,9 @@
 Writes one row per trade date: ``date, vix30, vix60, status, status60`` (``ok`` or why the date
 has no value), the underlying close when known, and the per-term diagnostics of the near, next
 and third terms (expiry, days, tau_years, rate_cc, forward, k0, n_strikes, k_low, k_high,
-sigma2, status); ``--terms FILE`` also writes every (date, expiry) term.
+sigma2, status); ``--terms FILE`` also writes every (date, expiry) term and
+``--policy-report FILE`` what the chain policy and the preset's adjusted-contract rule dropped
+and kept per year.
 
 Chain formats (``--format``, detected from the file when ``auto``): ``50etf`` (JoinQuant 50ETF
 closes, ``data.chains.load_50etf_options``; ``--underlying`` the 510050 file, ``--contracts``
@@ -122,6 +124,13 @@ def add_parser(subparsers, parents) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output CSV")
     p.add_argument(
         "--terms", type=Path, metavar="FILE", help="also write every (date, expiry) term here"
+    )
+    p.add_argument(
+        "--policy-report",
+        type=Path,
+        metavar="FILE",
+        help="also write, per year, the rows the chain policy and the adjusted-contract rule "
+        "dropped and kept (CSV)",
     )
     p.set_defaults(handler=run)
 
@@ -265,7 +274,23 @@ def compute(args) -> tuple[pd.DataFrame, pd.DataFrame]:
         spot = chain.groupby("trade_date")["underlying"].first()
         table.insert(4, "underlying", spot.reindex(table.index).to_numpy())
     table.index.name = "date"
+    table.attrs["policy_report"] = _policy_report(chain, res)
     return table, res.terms
+
+
+def _policy_report(chain, res) -> list[dict]:
+    """Per year: the loader's policy counts beside the method's adjusted-contract counts."""
+    from volbacktest.data.chains import policy_report
+
+    loader = policy_report(chain)
+    method = res.dropped_by_year
+    if method.empty:
+        both = loader
+    else:
+        span = ["first", "last", "rows"]
+        extra = method.drop(columns=span).add_prefix(f"{res.method.name} ")
+        both = (method[span] if loader.empty else loader).join(extra, how="outer")
+    return both.reset_index().to_dict("records") if not both.empty else []
 
 
 def run(args) -> int:
@@ -275,6 +300,12 @@ def run(args) -> int:
     if args.terms is not None:
         args.terms.parent.mkdir(parents=True, exist_ok=True)
         terms.to_csv(args.terms, index=False, date_format="%Y-%m-%d")
+    report = table.attrs.get("policy_report", [])
+    if getattr(args, "policy_report", None) is not None:
+        import pandas as pd
+
+        args.policy_report.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame.from_records(report).to_csv(args.policy_report, index=False)
     counts = table["status"].value_counts()
     ok = table["vix30"].dropna()
     span = f"{table.index[0]:%Y-%m-%d}..{table.index[-1]:%Y-%m-%d}"
@@ -284,6 +315,13 @@ def run(args) -> int:
     ]
     if len(ok):
         lines.append(f"vix30 mean {ok.mean():.2f}, min {ok.min():.2f}, max {ok.max():.2f}")
+    counted = [k for k in (report[0] if report else {}) if "dropped" in k or f"{args.preset} " in k]
+    totals = {k: sum(int(r.get(k, 0) or 0) for r in report) for k in counted}
+    if totals:
+        per_year = "" if args.policy_report else " (per year: --policy-report FILE)"
+        lines.append(
+            "chain policy: " + ", ".join(f"{k} {v}" for k, v in totals.items() if v) + per_year
+        )
     lines.append(f"written: {args.out}")
     print("\n".join(lines))
     return 0
