@@ -25,7 +25,7 @@ reads one partition at a time and calls :func:`compute_vix` on it.
 
 Presets (``VixMethod`` fields, each overridable): ``cboe`` (mid quotes, near/next terms with
 more than 23 and less than 37 days, T in whole minutes to A.M. 9:30 / P.M. 16:00 ET
-settlement: Cboe's minute counts are the fractional counts rounded down), ``cboe_2009`` (K0
+settlement, the fractional count rounded down), ``cboe_2009`` (K0
 strictly below F, roll when the near term has fewer than 8 days, T in calendar days) and
 ``sse_ivix`` (SSE price rule, close when no quotes; 7-calendar-day roll; no extrapolation
 beyond the near term (``extrapolation="flat"``: measured on every 2015 roll window against the
@@ -99,8 +99,8 @@ class VixMethod:
     * ``time_basis``: ``"minutes"`` (valuation time to settlement time, / 525,600) or
       ``"days"`` (calendar days / 365).
     * ``minute_clock`` (minute basis): ``"whole"`` counts whole minutes to settlement (the
-      fractional count rounded down, as Cboe's published counts are when the calculation time
-      carries seconds) or ``"fractional"`` (the exact interval in minutes).
+      fractional count rounded down: Cboe's worked examples count whole minutes) or
+      ``"fractional"`` (the exact interval in minutes).
     * ``am_settlement``/``pm_settlement``: settlement clock times in ``timezone`` by the chain's
       ``settlement`` column ('AM'/'PM', else ``default_settlement``);
       ``valuation_time_of_day`` is used when no valuation timestamp is passed.
