@@ -289,7 +289,9 @@ def _policy_report(chain, res) -> list[dict]:
     else:
         span = ["first", "last", "rows"]
         extra = method.drop(columns=span).add_prefix(f"{res.method.name} ")
-        both = (method[span] if loader.empty else loader).join(extra, how="outer")
+        # years the index was computed for (the loader reads the whole file; the loader's
+        # counts are of its whole years)
+        both = (method[span] if loader.empty else loader).join(extra, how="inner")
     return both.reset_index().to_dict("records") if not both.empty else []
 
 
@@ -316,7 +318,7 @@ def run(args) -> int:
     if len(ok):
         lines.append(f"vix30 mean {ok.mean():.2f}, min {ok.min():.2f}, max {ok.max():.2f}")
     counted = [k for k in (report[0] if report else {}) if "dropped" in k or f"{args.preset} " in k]
-    totals = {k: sum(int(r.get(k, 0) or 0) for r in report) for k in counted}
+    totals = {k: int(sum(r.get(k, 0) for r in report)) for k in counted}
     if totals:
         per_year = "" if args.policy_report else " (per year: --policy-report FILE)"
         lines.append(
