@@ -77,7 +77,8 @@ def seed_style_loop(chain: pd.DataFrame, shibor: pd.DataFrame, days: pd.Datetime
             tau = d / 365.0
             rate = shibor_curve_rate(shibor, [day], [d], max_stale_days=None)[0]
             terms.append((tau, _seed_style_term(opts[opts["expiry"] == e], tau, rate)))
-        out[day] = float(interpolate_vix(terms[0][0], terms[0][1], terms[1][0], terms[1][1], 30))
+        (t1, s1), (t2, s2) = terms
+        out[day] = float(interpolate_vix(t1, s1, t2, s2, 30, SSE_IVIX.extrapolation))
     return pd.Series(out)
 
 

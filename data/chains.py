@@ -9,7 +9,9 @@ and ``settlement`` ('AM'/'PM').
 Loading = parse -> :func:`validate_chain` (a frozen :class:`ChainReport` with counts and
 examples of every problem) -> :func:`apply_policy` (the documented policy decides what is
 dropped; every drop is announced with a :class:`~engine.errors.DataQualityWarning` giving the
-counts). Pass ``policy=None`` to a loader to get the raw parsed chain with nothing dropped.
+counts) and records per year what it dropped and kept in ``chain.attrs["policy_report"]``
+(:func:`policy_report`). Pass ``policy=None`` to a loader to get the raw parsed chain with
+nothing dropped. Rows of different contracts are never averaged into one.
 
 Sources (see the PROVENANCE.md beside each file):
 
@@ -36,9 +38,11 @@ import pandas as pd
 
 from volbacktest.data.loaders import read_csv_checked
 from volbacktest.engine.calculators.chain_rules import (
+    ADJUSTED_MODES,
     PRICE_COLUMNS,
     AdjustedMode,
     adjusted_drop_mask,
+    counts_by_period,
     sse_offgrid_strike,
 )
 from volbacktest.engine.errors import (
@@ -241,7 +245,8 @@ def validate_chain(df: pd.DataFrame, source: str = "chain") -> ChainReport:
 # --------------------------------------------------------------------------------------------
 # policy
 
-DuplicateMode = Literal["mean", "first", "drop", "error"]
+DuplicateMode = Literal["keep_standard", "drop", "first", "error"]
+DUPLICATE_MODES: tuple[str, ...] = ("keep_standard", "drop", "first", "error")
 BadQuotes = Literal["stop", "drop", "warn"]
 BAD_QUOTE_PROBLEMS: tuple[str, ...] = ("crossed", "negative", "expired")
 BAD_QUOTES_FIX = (
@@ -264,22 +269,27 @@ class ChainPolicy:
     * ``drop_expired``: rows with expiry before the trade date are dropped;
     * ``drop_nan_price``: rows with no usable price are dropped (an unpriced series cannot
       enter a strip; for close-only data this is "not traded that day");
-    * ``duplicates``: rows sharing a key are ``"mean"``-merged (numeric columns averaged, NaN
-      ignored; the 50ETF duplicates are a standard and an adjusted contract with the same rounded
-      strike, priced within 0.002 CNY of each other, i.e. the same per-unit payoff), kept
-      ``"first"``, all ``"drop"``-ped, or ``"error"`` raises;
-    * ``adjusted``: dividend-adjusted contracts are kept (``"keep"``), dropped (``"drop"``), or
-      ``"prefer_standard"``: dropped where a priced standard contract of the same (trade_date,
-      expiry, cp) lies within half a strike step of the adjusted strike (it only duplicates a
-      standard strike), kept where it fills a gap or extends the strike range. Their prices are
-      per ETF unit like standard ones, so a kept adjusted strike is a valid point of the strip.
+    * ``duplicates``: rows sharing a key (trade_date, cp, expiry, strike) are different
+      contracts (the 50ETF file's 1,988 such keys, 2016-12 .. 2019-06, are a standard and a
+      dividend-adjusted contract with the same rounded strike; the loader tells them apart by
+      listing order, see :func:`load_50etf_options`). ``"keep_standard"`` (default) keeps the
+      one standard row of a key whose other rows are flagged adjusted and drops every row of a
+      key it cannot resolve (no price can be attributed to a contract); ``"drop"`` drops all
+      rows of a duplicated key, ``"first"`` keeps the first, ``"error"`` raises. Prices of
+      different contracts are never averaged;
+    * ``adjusted``: dividend-adjusted contracts are kept (``"keep"``), dropped (``"drop"``),
+      ``"standard_grid"`` (the ``sse_ivix`` rule): dropped for a (trade_date, expiry) that has
+      at least three priced standard strikes, kept where it has fewer (the adjusted series are
+      then the only strip), or ``"prefer_standard"``: dropped where a priced standard contract
+      of the same (trade_date, expiry, cp) lies within half a strike step of the adjusted
+      strike, kept where it fills a gap or extends the strike range.
     """
 
     drop_crossed: bool = True
     drop_negative: bool = True
     drop_expired: bool = True
     drop_nan_price: bool = True
-    duplicates: DuplicateMode = "mean"
+    duplicates: DuplicateMode = "keep_standard"
     adjusted: AdjustedMode = "keep"
     bad_quotes: BadQuotes = "stop"
 
@@ -288,46 +298,51 @@ class ChainPolicy:
             raise DataError(
                 f"bad_quotes={self.bad_quotes!r} is not a policy; use 'stop', 'drop' or 'warn'"
             )
-        if self.duplicates not in ("mean", "first", "drop", "error"):
+        if self.duplicates not in DUPLICATE_MODES:
+            hint = " (averaging different contracts is not a policy)" * (self.duplicates == "mean")
             raise DataError(
-                f"duplicates={self.duplicates!r} is not a policy; use 'mean', 'first', "
-                "'drop' or 'error'"
+                f"duplicates={self.duplicates!r} is not a policy{hint}; use one of "
+                f"{DUPLICATE_MODES}"
             )
-        if self.adjusted not in ("prefer_standard", "keep", "drop"):
+        if self.adjusted not in ADJUSTED_MODES:
             raise DataError(
-                f"adjusted={self.adjusted!r} is not a policy; use 'prefer_standard', 'keep' "
-                "or 'drop'"
+                f"adjusted={self.adjusted!r} is not a policy; use one of {ADJUSTED_MODES}"
             )
 
 
-def _merge_duplicates(df: pd.DataFrame, mode: DuplicateMode) -> tuple[pd.DataFrame, int]:
+def _duplicate_drop_mask(df: pd.DataFrame, mode: DuplicateMode) -> np.ndarray:
+    """Rows the duplicate-key policy removes (never merges: each row is one contract)."""
     dup = df.duplicated(list(KEY_COLUMNS), keep=False).to_numpy()
-    n_dup = int(dup.sum())
-    if n_dup == 0:
-        return df, 0
+    if not dup.any() or mode == "drop":
+        return dup
     if mode == "error":
         ex = _row_label(df, np.flatnonzero(dup))
         raise DataError(
-            f"chain has {n_dup} rows with a duplicate key {list(KEY_COLUMNS)} (first: "
-            f"{ex[0]}); pass duplicates='mean'|'first'|'drop' or fix the file"
+            f"chain has {int(dup.sum())} rows with a duplicate key {list(KEY_COLUMNS)} (first: "
+            f"{ex[0]}); pass duplicates='keep_standard'|'drop'|'first' or fix the file"
         )
-    if mode == "drop":
-        return df.loc[~dup], n_dup
     if mode == "first":
-        keep = ~df.duplicated(list(KEY_COLUMNS), keep="first").to_numpy()
-        return df.loc[keep], n_dup - int((keep & dup).sum())
-    # mean: average numeric columns within each duplicated key, first value of the others
-    part = df.loc[dup]
-    keys = list(KEY_COLUMNS)
-    numeric = [c for c in part.columns if c not in keys and pd.api.types.is_float_dtype(part[c])]
-    others = [c for c in part.columns if c not in keys and c not in numeric]
-    g = part.groupby(keys, sort=False)
-    merged = g[numeric].mean()
-    if others:
-        merged = merged.join(g[others].first())
-    merged = merged.reset_index()[list(df.columns)]
-    out = pd.concat([df.loc[~dup], merged], ignore_index=True)
-    return out, n_dup - len(merged)
+        return df.duplicated(list(KEY_COLUMNS), keep="first").to_numpy()
+    # keep_standard: a key resolves when exactly one of its rows is a standard contract
+    if "adjusted" in df.columns:
+        standard = ~df["adjusted"].to_numpy(dtype=bool, na_value=False)
+    else:
+        standard = np.ones(len(df), dtype=bool)
+    key = df.groupby(list(KEY_COLUMNS), sort=False).ngroup().to_numpy()
+    n_standard = np.bincount(key, weights=standard.astype(float))[key]
+    return dup & ~(standard & (n_standard == 1))
+
+
+def policy_report(chain: pd.DataFrame) -> pd.DataFrame:
+    """Per year, what the policy dropped and kept (``chain.attrs["policy_report"]``).
+
+    Columns: ``first``/``last`` trade date and ``rows`` of the raw chain in that year, one
+    ``dropped: <reason>`` column per rule that removed rows, ``kept: adjusted`` (adjusted
+    contracts left in the chain) and ``kept`` (rows returned). Empty when the chain was not
+    loaded through :func:`apply_policy`.
+    """
+    rows = chain.attrs.get("policy_report", [])
+    return pd.DataFrame.from_records(rows, index="period") if rows else pd.DataFrame()
 
 
 def apply_policy(
@@ -362,7 +377,7 @@ def apply_policy(
     source = report.source if report is not None else "chain"
     kept = _bad_quotes(df, m, pol.bad_quotes, source)
     drop = np.zeros(len(df), dtype=bool)
-    counts: dict[str, int] = {}
+    masks: dict[str, np.ndarray] = {}
     for name, flag in (
         ("crossed", pol.drop_crossed and not kept),
         ("negative", pol.drop_negative and not kept),
@@ -370,16 +385,25 @@ def apply_policy(
         ("nan_price", pol.drop_nan_price),
     ):
         if flag and m[name].any():
-            counts[name] = int((m[name] & ~drop).sum())
+            masks[name] = m[name] & ~drop
             drop |= m[name]
+    # ambiguous keys first: an adjusted row hidden behind a standard key is not a strike
+    # the adjusted rule could judge
+    dup = np.zeros(len(df), dtype=bool)
+    dup[~drop] = _duplicate_drop_mask(df.loc[~drop], pol.duplicates)
+    if dup.any():
+        masks[f"duplicate key ({pol.duplicates})"] = dup
+        drop |= dup
     adj = adjusted_drop_mask(df, pol.adjusted) & ~drop
     if adj.any():
-        counts[f"adjusted ({pol.adjusted})"] = int(adj.sum())
+        masks[f"adjusted ({pol.adjusted})"] = adj
         drop |= adj
+    counts = {k: int(v.sum()) for k, v in masks.items()}
     out = df.loc[~drop]
-    out, n_merged = _merge_duplicates(out, pol.duplicates)
-    if n_merged:
-        counts[f"duplicate-key rows removed ({pol.duplicates})"] = n_merged
+    kept_adj = m["adjusted"] & ~drop
+    report_masks = {f"dropped: {k}": v for k, v in masks.items()}
+    report_masks |= {"kept: adjusted": kept_adj, "kept": ~drop}
+    by_year = counts_by_period(df["trade_date"].to_numpy(), report_masks, "Y")
     note = None
     if counts:
         detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
@@ -393,6 +417,8 @@ def apply_policy(
         )
     out = _finish(out)
     out.attrs["policy_note"] = note  # the run's notes count every dropped row
+    # plain records, not a frame: pandas compares attrs when concatenating
+    out.attrs["policy_report"] = by_year.reset_index().to_dict("records")
     return out
 
 
@@ -564,8 +590,8 @@ def load_50etf_contracts(path: str | Path) -> pd.DataFrame:
 def _join_contracts(df: pd.DataFrame, contracts: pd.DataFrame) -> pd.DataFrame:
     """Attach ``contract`` and refine ``adjusted`` from the list, by (cp, expiry, strike).
 
-    A key listed both as a standard and as an adjusted contract is ambiguous: it keeps
-    ``adjusted=False`` (a standard strike exists there) and no contract code.
+    A key listed both as a standard and as an adjusted contract keeps the flag it has (from
+    the strike and the file's listing order, :func:`_listing_order_twins`) and no contract code.
     """
     c = contracts.assign(strike_milli=np.rint(contracts["strike"] * 1000).astype(np.int64))
     g = c.groupby(["cp", "expiry", "strike_milli"], sort=False)
@@ -577,7 +603,9 @@ def _join_contracts(df: pd.DataFrame, contracts: pd.DataFrame) -> pd.DataFrame:
     listed = merged["n"].notna().to_numpy()
     unique = listed & (merged["n"].to_numpy(dtype=float, na_value=0.0) == 1)
     all_adj = merged["all_adj"].to_numpy(dtype=bool, na_value=False)
-    adjusted = np.where(listed, all_adj, df["adjusted"].to_numpy(dtype=bool))
+    any_adj = merged["any_adj"].to_numpy(dtype=bool, na_value=False)
+    ambiguous = listed & any_adj & ~all_adj
+    adjusted = np.where(listed & ~ambiguous, all_adj, df["adjusted"].to_numpy(dtype=bool))
     out = df.copy()
     out["adjusted"] = adjusted
     out["contract"] = pd.Series(
@@ -587,6 +615,20 @@ def _join_contracts(df: pd.DataFrame, contracts: pd.DataFrame) -> pd.DataFrame:
     if n_unlisted:
         logger.info("50ETF: %d rows not in the contract list (flag from the strike)", n_unlisted)
     return out
+
+
+def _listing_order_twins(df: pd.DataFrame) -> np.ndarray:
+    """Rows of a repeated (trade_date, cp, expiry, strike) key other than its last in file
+    order: the earlier-listed contracts, i.e. the dividend-adjusted twins.
+
+    The JoinQuant file lists each date's contracts in contract-code (= listing) order (checked
+    against the zhenfelix contract list: no violation in 4,508 (date, call/put) groups). A
+    standard contract whose rounded strike equals an adjusted one's must have been listed
+    after the ex-dividend date (one listed before would have been adjusted too), so the last
+    row of a repeated key is the standard contract and the earlier rows are adjusted ones
+    (1,988 of 1,988 keys agree with the list's "A" flags: tests/test_chains.py).
+    """
+    return df.duplicated(list(KEY_COLUMNS), keep="last").to_numpy()
 
 
 def load_50etf_options(
@@ -601,8 +643,10 @@ def load_50etf_options(
     看跌 = 'P'), expiry, strike (CNY), close (CNY per ETF unit). ``underlying`` is the 510050
     unadjusted close from ``underlying_path`` (NaN with a warning when not given or missing a
     date). ``adjusted`` is True for strikes off the SSE grid (3 decimals such as 2.006, or
-    2-decimal ones such as 2.46) and, when ``contracts_path`` is given, for keys the contract list
-    only knows as "A" contracts (that also sets ``contract``). ``multiplier`` is 10,000 for
+    2-decimal ones such as 2.46), for the earlier rows of a repeated key (the adjusted twin of
+    a standard contract with the same rounded strike, told apart by the file's listing order:
+    :func:`_listing_order_twins`) and, when ``contracts_path`` is given, for keys the contract
+    list only knows as "A" contracts (that also sets ``contract``). ``multiplier`` is 10,000 for
     standard contracts and NaN for adjusted ones (their unit is not in this source).
     ``policy`` (see :class:`ChainPolicy`) decides what is dropped; ``None`` returns the raw rows.
     """
@@ -630,7 +674,7 @@ def load_50etf_options(
     )
     df["trade_date"] = df["trade_date"].astype("datetime64[ns]")
     df["expiry"] = df["expiry"].astype("datetime64[ns]")
-    df["adjusted"] = sse_offgrid_strike(df["strike"])
+    df["adjusted"] = sse_offgrid_strike(df["strike"]) | _listing_order_twins(df)
     if contracts_path is not None:
         df = _join_contracts(df, load_50etf_contracts(contracts_path))
     df["multiplier"] = np.where(df["adjusted"], np.nan, SSE_50ETF_MULTIPLIER)

@@ -23,12 +23,13 @@ from volbacktest.data.chains import (
     load_spx_quote_table,
     load_whitepaper_2009,
     load_whitepaper_2019,
+    policy_report,
     read_partitioned,
     validate_chain,
     write_partitioned,
 )
 from volbacktest.data.rates import load_shibor
-from volbacktest.engine.calculators.chain_rules import sse_offgrid_strike
+from volbacktest.engine.calculators.chain_rules import counts_by_period, sse_offgrid_strike
 from volbacktest.engine.calculators.rates import SHIBOR_TENOR_DAYS, shibor_curve_rate
 from volbacktest.engine.errors import DataError, DataNotFoundError, DataQualityWarning
 
@@ -97,11 +98,67 @@ def test_50etf_underlying_and_cp_from_raw_file(shared_data, etf_raw):
 
 
 def test_50etf_default_policy_warns_with_counts(shared_data):
-    with pytest.warns(DataQualityWarning, match=r"nan_price: 1223.*duplicate-key rows removed"):
+    with pytest.warns(DataQualityWarning, match=r"nan_price: 1223.*key \(keep_standard\)"):
         df = load_50etf_options(shared_data / ETF)
     assert len(df) == 288_756 - 1_223 - 1_988
     assert not df.duplicated(["trade_date", "cp", "expiry", "strike"]).any()
     assert df["close"].notna().all()
+    # per year: what was dropped and kept (README "VIX and iVIX" table)
+    rep = policy_report(df)
+    assert list(rep.index) == [str(y) for y in range(2015, 2025)]
+    assert rep["rows"].sum() == 288_756 and rep["kept"].sum() == len(df)
+    assert rep["dropped: nan_price"].sum() == 1_223
+    twins = rep["dropped: duplicate key (keep_standard)"]
+    assert twins.sum() == 1_988 and twins[["2015", "2020", "2024"]].eq(0).all()
+    assert rep.loc["2015", "kept: adjusted"] == 0 and rep["kept: adjusted"].sum() == int(
+        df["adjusted"].sum()
+    )
+
+
+def test_50etf_repeated_keys_are_told_apart_by_listing_order(shared_data, etf_raw):
+    """Each of the 1,988 repeated keys is a standard and an adjusted contract: the contract
+    list has exactly two live contracts per key, the lower code (listed before the ex-dividend
+    date) an "A" contract; the file lists each date's contracts in code order, so the loader
+    flags the first row adjusted and keeps the last as the standard one."""
+    lst = load_50etf_contracts(shared_data / ETF_LIST)
+    key = ["trade_date", "cp", "expiry", "strike"]
+    dup = etf_raw[etf_raw.duplicated(key, keep=False)]
+    assert len(dup) == 2 * 1_988
+    assert dup["adjusted"].sum() == 1_988
+    assert not dup.duplicated([*key, "adjusted"]).any()  # one standard + one adjusted per key
+    milli = np.rint(lst["strike"] * 1000).astype(np.int64)
+    live = dup.assign(milli=np.rint(dup["strike"] * 1000).astype(np.int64)).merge(
+        lst.assign(milli=milli)[["cp", "expiry", "milli", "contract", "adjusted", "list_date"]],
+        on=["cp", "expiry", "milli"],
+        suffixes=("", "_list"),
+    )
+    live = live.loc[live["list_date"] <= live["trade_date"]]
+    per_key = live.groupby([*key, "adjusted"])
+    assert (per_key.size() == 2).all()  # both rows of a key see the same two live contracts
+    lowest = live.loc[live.groupby(key)["contract"].transform("min") == live["contract"]]
+    assert lowest["adjusted_list"].all()
+    highest = live.loc[live.groupby(key)["contract"].transform("max") == live["contract"]]
+    assert not highest["adjusted_list"].any()
+    # file order = contract-code order on the rows whose key names one contract
+    raw = pd.read_csv(shared_data / ETF, usecols=[0, 1, 2, 3])
+    raw.columns = ["trade_date", "cp", "expiry", "strike"]
+    raw = raw.assign(
+        cp=raw["cp"].map({"看涨": "C", "看跌": "P"}),
+        trade_date=pd.to_datetime(raw["trade_date"]),
+        expiry=pd.to_datetime(raw["expiry"]),
+        milli=np.rint(raw["strike"] * 1000).astype(np.int64),
+        pos=np.arange(len(raw)),
+    )
+    coded = raw.merge(
+        lst.assign(milli=milli)[["cp", "expiry", "milli", "contract", "list_date"]],
+        on=["cp", "expiry", "milli"],
+    )
+    coded = coded.loc[coded["list_date"] <= coded["trade_date"]]
+    coded = coded.loc[coded.groupby("pos")["contract"].transform("size") == 1]
+    code = coded.sort_values("pos")["contract"].str.slice(0, 8).astype(np.int64)
+    grp = coded.sort_values("pos")[["trade_date", "cp"]]
+    step = code.groupby([grp["trade_date"], grp["cp"]]).diff()
+    assert (step.dropna() > 0).all()
 
 
 def test_50etf_contract_list(shared_data):
@@ -304,18 +361,37 @@ def test_apply_policy_drops_with_warning_and_overrides():
         warned = apply_policy(df, rep, bad_quotes="warn", drop_nan_price=False, duplicates="first")
     assert "kept (bad_quotes='warn')" in str(rec[0].message)
     assert len(warned) == 8 and (warned["bid"] < 0).any()  # kept; one duplicate removed
-    with pytest.warns(DataQualityWarning, match=r"bad: policy removed 5 of 9 rows") as rec:
+    with pytest.warns(DataQualityWarning, match=r"bad: policy removed 6 of 9 rows") as rec:
         out = apply_policy(df, rep, bad_quotes="drop")
     msg = str(rec[0].message)
-    for part in ("crossed: 1", "negative: 1", "expired: 1", "nan_price: 1", "(mean): 1"):
+    for part in ("crossed: 1", "negative: 1", "expired: 1", "nan_price: 1", "(keep_standard): 2"):
         assert part in msg
-    merged = out.loc[out["strike"] == 110.0]
-    assert len(merged) == 1 and merged["bid"].iloc[0] == pytest.approx(0.6)
+    # two standard rows under one key cannot be told apart: both go, nothing is averaged
+    assert not (out["strike"] == 110.0).any()
+    assert policy_report(out).loc["2020", "dropped: duplicate key (keep_standard)"] == 2
+    # one standard row beside an adjusted twin: the standard one stays
+    twin = df.assign(adjusted=df["adjusted"] | (df.index == 5))
+    with pytest.warns(DataQualityWarning, match=r"\(keep_standard\): 1"):
+        kept = apply_policy(twin, validate_chain(twin), bad_quotes="drop")
+    assert kept.loc[kept["strike"] == 110.0, "bid"].tolist() == [0.7]
+    with pytest.warns(DataQualityWarning, match=r"\(first\): 1"):
+        first = apply_policy(df, rep, duplicates="first", bad_quotes="drop")
+    assert first.loc[first["strike"] == 110.0, "bid"].tolist() == [0.5]
+    with pytest.raises(DataError, match="averaging different contracts is not a policy"):
+        ChainPolicy(duplicates="mean")
     # prefer_standard drops the adjusted call at 100.1 (a priced standard call at 100 is within
     # half a strike step) and keeps the one at 101.3 in a group without standard strikes
     with pytest.warns(DataQualityWarning, match=r"adjusted \(prefer_standard\): 1"):
         out2 = apply_policy(df, rep, adjusted="prefer_standard", bad_quotes="drop")
     assert out2.loc[out2["adjusted"], "strike"].tolist() == [101.3]
+    # standard_grid: adjusted rows go only where their (date, expiry) has >= 3 standard strikes
+    # (expiry 2020-02-01 has 100, 105, 110 standard calls/puts priced; 2020-03-01 has none)
+    grid = df.assign(bid=df["bid"].abs()).iloc[[0, 2, 5, 7, 8]]
+    with pytest.warns(DataQualityWarning, match=r"adjusted \(standard_grid\): 1"):
+        out3 = apply_policy(grid, adjusted="standard_grid")
+    assert out3.loc[out3["adjusted"], "strike"].tolist() == [101.3]
+    out4 = apply_policy(grid.iloc[[0, 1, 3]], adjusted="standard_grid")  # nothing dropped
+    assert out4["adjusted"].sum() == 1  # two standard strikes only: the adjusted one stays
     with pytest.raises(DataError, match="duplicate key"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataQualityWarning)
@@ -326,6 +402,21 @@ def test_apply_policy_drops_with_warning_and_overrides():
         ChainPolicy(adjusted="standard")
     with pytest.raises(DataError, match="call validate_chain"):
         apply_policy(df.iloc[1:], rep)
+
+
+def test_counts_by_period_per_year_and_month():
+    td = pd.to_datetime(["2016-12-30", "2017-01-03", "2017-01-04", "2017-02-01"]).to_numpy()
+    masks = {"dropped": np.array([True, False, True, True]), "kept": np.array([0, 1, 0, 0])}
+    years = counts_by_period(td, masks)
+    assert years.to_dict("index") == {
+        "2016": {"first": "2016-12-30", "last": "2016-12-30", "rows": 1, "dropped": 1, "kept": 0},
+        "2017": {"first": "2017-01-03", "last": "2017-02-01", "rows": 3, "dropped": 2, "kept": 1},
+    }
+    months = counts_by_period(td, masks, "M")
+    assert list(months.index) == ["2016-12", "2017-01", "2017-02"]
+    assert months["rows"].tolist() == [1, 2, 1]
+    with pytest.raises(DataError, match="freq"):
+        counts_by_period(td, masks, "W")
 
 
 def test_apply_policy_clean_chain_is_silent(shared_data):

@@ -12,7 +12,8 @@ Method (REFERENCES.md §1-2), per (trade date, expiry) "term":
 * ``sigma^2 = (2/T) sum dK/K^2 exp(R T) Q(K) - (1/T) (F/K0 - 1)^2``;
 * 30-day (and 60-day, from the 2nd/3rd terms as the seed reports) index by linear
   interpolation of total variance ``T sigma^2`` in time, annualised by ``365/target_days``
-  (= ``N365/N30`` in minutes).
+  (= ``N365/N30`` in minutes); outside the two terms either extrapolated on the same line
+  (``extrapolation="linear"``) or held at the nearer term's variance (``"flat"``).
 
 Every (date, expiry) group of a whole chain history goes through one kernel of array operations
 over the chain sorted by (date, expiry, strike): segment boundaries, ``bincount`` sums and
@@ -23,11 +24,13 @@ stored as Parquet partitions goes through ``data.vix_history.compute_vix_partiti
 reads one partition at a time and calls :func:`compute_vix` on it.
 
 Presets (``VixMethod`` fields, each overridable): ``cboe`` (mid quotes, near/next terms with
-more than 23 and less than 37 days, minute-accurate T to A.M. 9:30 / P.M. 16:00 ET settlement),
-``cboe_2009`` (K0 strictly below F, roll when the near term has fewer than 8 days, T in
-calendar days) and ``sse_ivix`` (SSE price rule, close when no quotes; 7-calendar-day roll;
-SHIBOR cubic-spline rate per expiry; T = calendar days / 365; dividend-adjusted contracts:
-``prefer_standard``).
+more than 23 and less than 37 days, T in whole minutes to A.M. 9:30 / P.M. 16:00 ET
+settlement, the fractional count rounded down), ``cboe_2009`` (K0
+strictly below F, roll when the near term has fewer than 8 days, T in calendar days) and
+``sse_ivix`` (SSE price rule, close when no quotes; 7-calendar-day roll; no extrapolation
+beyond the near term (``extrapolation="flat"``: measured on every 2015 roll window against the
+official series, tests/golden/vix_ivix2015/SOURCE.md); SHIBOR cubic-spline rate per expiry;
+T = calendar days / 365; dividend-adjusted contracts: ``standard_grid``).
 """
 
 from __future__ import annotations
@@ -41,7 +44,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.calculators.chain_rules import AdjustedMode, adjusted_drop_mask
+from volbacktest.engine.calculators.chain_rules import (
+    ADJUSTED_MODES,
+    AdjustedMode,
+    adjusted_drop_mask,
+    counts_by_period,
+)
 from volbacktest.engine.calculators.rates import shibor_curve_rate
 from volbacktest.engine.errors import ConfigError, DataError, StaleDataWarning
 
@@ -90,6 +98,9 @@ class VixMethod:
       37 -> 36) or the date gets ``no_next_term``; ``None`` = no limit.
     * ``time_basis``: ``"minutes"`` (valuation time to settlement time, / 525,600) or
       ``"days"`` (calendar days / 365).
+    * ``minute_clock`` (minute basis): ``"whole"`` counts whole minutes to settlement (the
+      fractional count rounded down: Cboe's worked examples count whole minutes) or
+      ``"fractional"`` (the exact interval in minutes).
     * ``am_settlement``/``pm_settlement``: settlement clock times in ``timezone`` by the chain's
       ``settlement`` column ('AM'/'PM', else ``default_settlement``);
       ``valuation_time_of_day`` is used when no valuation timestamp is passed.
@@ -100,6 +111,11 @@ class VixMethod:
       ``rate_max_stale_days``: how old the last SHIBOR row may be (None: any, with a warning).
     * ``target_days``: the two horizons reported as ``vix30``/``vix60``; the second comes from
       the 2nd and 3rd terms (the seed's 60-day figure).
+    * ``extrapolation``: when the target lies outside the two terms (both longer: the 50ETF
+      roll windows, where the 7-day roll leaves a 34-41-day and a 90-day term; or both
+      shorter), ``"linear"`` extends the total-variance line (the white-paper formula as
+      written) and ``"flat"`` uses the nearer term's variance (no extrapolation). Inside the
+      terms both are the same interpolation.
     * ``on_stale``: a date whose whole chain repeats the previous date's prices is flagged
       ``stale`` and its values set NaN (``"nan"``) or kept (``"keep"``).
     * ``require_both_wings``: a term whose strip has no put or no call beyond K0 gets
@@ -117,6 +133,7 @@ class VixMethod:
     min_near_days: int = 24
     max_next_days: int | None = 36
     time_basis: Literal["minutes", "days"] = "minutes"
+    minute_clock: Literal["whole", "fractional"] = "whole"
     timezone: str = "America/New_York"
     am_settlement: str = "09:30"
     pm_settlement: str = "16:00"
@@ -128,6 +145,7 @@ class VixMethod:
     rate_compounding: Literal["continuous", "simple"] = "continuous"
     rate_max_stale_days: int | None = 7
     target_days: tuple[int, int] = (30, 60)
+    extrapolation: Literal["linear", "flat"] = "linear"
     on_stale: Literal["nan", "keep"] = "nan"
     require_both_wings: bool = True
     k0_fallback: Literal["none", "lowest_strike"] = "none"
@@ -137,8 +155,10 @@ class VixMethod:
             "price_rule": ("mid", "sse", "close"),
             "k0_rule": ("at_or_below", "below"),
             "time_basis": ("minutes", "days"),
+            "minute_clock": ("whole", "fractional"),
+            "extrapolation": ("linear", "flat"),
             "default_settlement": ("AM", "PM"),
-            "adjusted": ("prefer_standard", "keep", "drop"),
+            "adjusted": ADJUSTED_MODES,
             "rate_compounding": ("continuous", "simple"),
             "on_stale": ("nan", "keep"),
             "k0_fallback": ("none", "lowest_strike"),
@@ -171,7 +191,8 @@ SSE_IVIX = VixMethod(
     am_settlement="09:30",
     pm_settlement="15:00",
     valuation_time_of_day="15:00",
-    adjusted="prefer_standard",
+    adjusted="standard_grid",
+    extrapolation="flat",
 )
 PRESETS: dict[str, VixMethod] = {m.name: m for m in (CBOE, CBOE_2009, SSE_IVIX)}
 
@@ -282,6 +303,7 @@ class _Strikes:
     fingerprint: np.ndarray  # ... and an order-free hash of each date's priced rows
     priced_rows_td: np.ndarray  # priced rows per distinct date
     dropped: Mapping[str, int]
+    dropped_by_year: pd.DataFrame
 
 
 def _changes(*arrays: np.ndarray) -> np.ndarray:
@@ -351,6 +373,11 @@ def _prepare(chain: pd.DataFrame, method: VixMethod) -> _Strikes:
     is_call = _call_flags(chain)
     dropped: dict[str, int] = {}
     adj = adjusted_drop_mask(chain, method.adjusted)
+    by_year = pd.DataFrame()
+    if "adjusted" in chain.columns and len(chain):
+        flagged = chain["adjusted"].to_numpy(dtype=bool, na_value=False)
+        masks = {f"dropped: adjusted ({method.adjusted})": adj, "kept: adjusted": flagged & ~adj}
+        by_year = counts_by_period(chain["trade_date"].to_numpy(), masks, "Y")
     if adj.any():
         dropped[f"adjusted ({method.adjusted})"] = int(adj.sum())
         chain, is_call = chain.loc[~adj], is_call[~adj]
@@ -374,7 +401,7 @@ def _prepare(chain: pd.DataFrame, method: VixMethod) -> _Strikes:
     _raise_on_rows(
         ~new_strike & ~_changes(is_call),
         "duplicate (trade_date, cp, expiry, strike) keys",
-        "resolve them with data.chains.apply_policy (duplicates='mean'|'first'|'drop')",
+        "resolve them with data.chains.apply_policy (duplicates='drop'|'first')",
         (td, ex, strike, is_call),
     )
     row = np.cumsum(new_strike) - 1  # strike row of each long row
@@ -420,6 +447,7 @@ def _prepare(chain: pd.DataFrame, method: VixMethod) -> _Strikes:
         fingerprint=fp,
         priced_rows_td=n_priced,
         dropped=dropped,
+        dropped_by_year=by_year,
     )
 
 
@@ -641,6 +669,8 @@ def _time_to_expiry(
     settle_ns = local.tz_localize(method.timezone).tz_convert("UTC").as_unit("ns").asi8
     val_ns = _valuation_ns(s.g_td, method, valuation_time)
     minutes = (settle_ns - val_ns) / NS_PER_MINUTE
+    if method.minute_clock == "whole":
+        minutes = np.floor(minutes)
     return minutes / MINUTES_PER_YEAR, days
 
 
@@ -695,18 +725,23 @@ def interpolate_vix(
     tau2: np.ndarray | float,
     sigma2_2: np.ndarray | float,
     target_days: float = 30.0,
+    extrapolation: Literal["linear", "flat"] = "linear",
 ) -> np.ndarray:
     """Index level ``100 sqrt(annualised variance at target_days)`` (REFERENCES §1).
 
     ``[T1 s1 (T2 - Tt)/(T2 - T1) + T2 s2 (Tt - T1)/(T2 - T1)] * 365/target_days`` with times in
     years (identical to the white paper's minute form since N365/N30 = 365/30). Outside
-    [T1, T2] this extrapolates linearly in total variance; a negative result gives NaN.
+    [T1, T2] ``"linear"`` extrapolates on the same line in total variance and ``"flat"``
+    returns the nearer term's own ``100 sqrt(sigma^2)``; a negative result gives NaN.
     """
     t1, v1, t2, v2 = (np.asarray(x, dtype=float) for x in (tau1, sigma2_1, tau2, sigma2_2))
     tt = target_days / DAYS_PER_YEAR
     with np.errstate(divide="ignore", invalid="ignore"):
         w1 = (t2 - tt) / (t2 - t1)
         var = (t1 * v1 * w1 + t2 * v2 * (1.0 - w1)) * DAYS_PER_YEAR / target_days
+        if extrapolation == "flat":  # a failed (NaN) term fails the date either way
+            flat = np.where(tt < t1, v1, np.where(tt > t2, v2, var))
+            var = np.where(np.isnan(v1) | np.isnan(v2), np.nan, flat)
         return np.where(var >= 0, 100.0 * np.sqrt(np.abs(var)), np.nan)
 
 
@@ -720,13 +755,16 @@ class VixResult:
     ``missing_k0_leg``) and per-term diagnostics ``{near,next,third}_{expiry, days, tau_years,
     rate_cc, forward, k0, n_strikes, k_low, k_high, sigma2, status}``.
     ``terms``: one row per (trade date, expiry) with the same diagnostics for every expiry.
-    ``dropped``: rows removed by the method's policies (e.g. adjusted contracts).
+    ``dropped``: rows removed by the method's policies (e.g. adjusted contracts);
+    ``dropped_by_year``: per year, the chain's rows, adjusted rows dropped and adjusted rows kept
+    (empty when the chain has no ``adjusted`` column or came in partitions).
     """
 
     index: pd.DataFrame
     terms: pd.DataFrame
     method: VixMethod
     dropped: Mapping[str, int] = field(default_factory=dict)
+    dropped_by_year: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def vix30(self) -> pd.Series:
@@ -857,8 +895,9 @@ def _select_terms(terms: pd.DataFrame, method: VixMethod, s: _Strikes) -> pd.Dat
     i1, i2, i3 = (
         np.where(h, i, 0) for i, h in ((near, has_near), (nxt, has_next), (third, has_third))
     )
-    vix30 = interpolate_vix(tau[i1], sig[i1], tau[i2], sig[i2], t30) if n_g else np.empty(0)
-    vix60 = interpolate_vix(tau[i2], sig[i2], tau[i3], sig[i3], t60) if n_g else np.empty(0)
+    ext = method.extrapolation
+    vix30 = interpolate_vix(tau[i1], sig[i1], tau[i2], sig[i2], t30, ext) if n_g else np.empty(0)
+    vix60 = interpolate_vix(tau[i2], sig[i2], tau[i3], sig[i3], t60, ext) if n_g else np.empty(0)
     ok30 = status == "ok"
     ok60 = status60 == "ok"
     status = np.where(ok30 & ~np.isfinite(vix30), "negative_variance", status)
@@ -941,7 +980,13 @@ def compute_vix(
         index.loc[absent, ["status", "status60"]] = "empty_chain"
     if s.dropped:
         logger.info("compute_vix(%s): dropped %s", m.name, dict(s.dropped))
-    return VixResult(index=index, terms=terms, method=m, dropped=dict(s.dropped))
+    return VixResult(
+        index=index,
+        terms=terms,
+        method=m,
+        dropped=dict(s.dropped),
+        dropped_by_year=s.dropped_by_year,
+    )
 
 
 def _select_terms_empty(method: VixMethod) -> pd.DataFrame:

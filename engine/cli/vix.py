@@ -12,7 +12,9 @@
 Writes one row per trade date: ``date, vix30, vix60, status, status60`` (``ok`` or why the date
 has no value), the underlying close when known, and the per-term diagnostics of the near, next
 and third terms (expiry, days, tau_years, rate_cc, forward, k0, n_strikes, k_low, k_high,
-sigma2, status); ``--terms FILE`` also writes every (date, expiry) term.
+sigma2, status); ``--terms FILE`` also writes every (date, expiry) term and
+``--policy-report FILE`` what the chain policy and the preset's adjusted-contract rule dropped
+and kept per year.
 
 Chain formats (``--format``, detected from the file when ``auto``): ``50etf`` (JoinQuant 50ETF
 closes, ``data.chains.load_50etf_options``; ``--underlying`` the 510050 file, ``--contracts``
@@ -138,6 +140,13 @@ def add_parser(subparsers, parents) -> None:
         "--terms", type=Path, metavar="FILE", help="also write every (date, expiry) term here"
     )
     add_overwrite(p, "output file")
+    p.add_argument(
+        "--policy-report",
+        type=Path,
+        metavar="FILE",
+        help="also write, per year, the rows the chain policy and the adjusted-contract rule "
+        "dropped and kept (CSV)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -327,6 +336,7 @@ def compute(args) -> tuple[pd.DataFrame, pd.DataFrame]:
         spot = chain.groupby("trade_date")["underlying"].first()
         table.insert(4, "underlying", spot.reindex(table.index).to_numpy())
     table.index.name = "date"
+    table.attrs["policy_report"] = _policy_report(chain, res)
     return table, res.terms
 
 
@@ -342,6 +352,23 @@ def _command_line_fix(message: str) -> str:
     return message
 
 
+def _policy_report(chain, res) -> list[dict]:
+    """Per year: the loader's policy counts beside the method's adjusted-contract counts."""
+    from volbacktest.data.chains import policy_report
+
+    loader = policy_report(chain)
+    method = res.dropped_by_year
+    if method.empty:
+        both = loader
+    else:
+        span = ["first", "last", "rows"]
+        extra = method.drop(columns=span).add_prefix(f"{res.method.name} ")
+        # years the index was computed for (the loader reads the whole file; the loader's
+        # counts are of its whole years)
+        both = (method[span] if loader.empty else loader).join(extra, how="inner")
+    return both.reset_index().to_dict("records") if not both.empty else []
+
+
 def run(args) -> int:
     from volbacktest.engine.run.outputs import atomic_file, check_output_file
 
@@ -352,6 +379,11 @@ def run(args) -> int:
         if Path(args.terms).resolve() == Path(args.out).resolve():
             raise ConfigError(f"--terms {args.terms} is the --out file; give another file")
         check_output_file(args.terms, "--terms", overwrite=args.overwrite)
+    if args.policy_report is not None:
+        for other, flag in ((args.out, "--out"), (args.terms, "--terms")):
+            if other is not None and Path(args.policy_report).resolve() == Path(other).resolve():
+                raise ConfigError(f"--policy-report {args.policy_report} is the {flag} file")
+        check_output_file(args.policy_report, "--policy-report", overwrite=args.overwrite)
     check_inputs(args)
     table, terms = compute(args)
     with atomic_file(args.out) as tmp:
@@ -359,6 +391,12 @@ def run(args) -> int:
     if args.terms is not None:
         with atomic_file(args.terms) as tmp:
             terms.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+    report = table.attrs.get("policy_report", [])
+    if args.policy_report is not None:
+        import pandas as pd
+
+        with atomic_file(args.policy_report) as tmp:
+            pd.DataFrame.from_records(report).to_csv(tmp, index=False)
     counts = table["status"].value_counts()
     ok = table["vix30"].dropna()
     span = f"{table.index[0]:%Y-%m-%d}..{table.index[-1]:%Y-%m-%d}"
@@ -368,6 +406,13 @@ def run(args) -> int:
     ]
     if len(ok):
         lines.append(f"vix30 mean {ok.mean():.2f}, min {ok.min():.2f}, max {ok.max():.2f}")
+    counted = [k for k in (report[0] if report else {}) if "dropped" in k or f"{args.preset} " in k]
+    totals = {k: int(sum(r.get(k, 0) for r in report)) for k in counted}
+    if totals:
+        per_year = "" if args.policy_report else " (per year: --policy-report FILE)"
+        lines.append(
+            "chain policy: " + ", ".join(f"{k} {v}" for k, v in totals.items() if v) + per_year
+        )
     lines.append(f"written: {args.out}")
     print("\n".join(lines))
     return 0

@@ -166,10 +166,11 @@ def _unused_loader(paths):  # pragma: no cover - the chain has its own loader
 
 def _policy(bad_quotes: str = "stop"):
 
-    # crossed / negative / expired rows as data.bad_quotes says (stop by default), drop unpriced
-    # rows, average duplicate keys, and drop an adjusted "A" contract where a priced standard
-    # strike lies within half a step of it
-    return ChainPolicy(adjusted="prefer_standard", bad_quotes=bad_quotes)
+    # crossed / negative / expired rows as data.bad_quotes says (stop by default), drop
+    # unpriced rows and both rows of a duplicate key (a standard and an adjusted contract the
+    # source cannot tell apart), and drop adjusted "A" contracts of a (date, expiry) with at
+    # least three standard strikes (the sse_ivix rule)
+    return ChainPolicy(adjusted="standard_grid", bad_quotes=bad_quotes)
 
 
 def load_etf50_shared(roots, bad_quotes: str = "stop") -> tuple[pd.DataFrame, ChainContext]:
