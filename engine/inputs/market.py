@@ -307,11 +307,8 @@ def _warmup_frame(raw, signals, calendar, data_cfg, notes) -> pd.DataFrame | Non
     for n in names:
         if is_chain_input(n):
             cols[n] = series_on_calendar(n, dates, data_cfg).to_numpy(dtype=np.float64)
-        else:
-            close = raw[n]["close"]
-            union = close.index.union(dates)
-            limit = data_cfg.ffill_limit
-            cols[n] = close.reindex(union).ffill(limit=limit).reindex(dates).to_numpy()
+        else:  # every input with history has a value on every warm-up date: nothing to carry
+            cols[n] = raw[n]["close"].reindex(dates).to_numpy()
     frame = pd.DataFrame(cols, index=pd.DatetimeIndex(dates, name="date"), dtype=np.float64)
     for n in names:
         known = frame[n].dropna()
