@@ -38,11 +38,15 @@ def decisions(config: Path, data_root: Path | None) -> tuple[dict[str, pd.DataFr
     if not isinstance(params, OUPairsParams):
         raise SystemExit(f"{config}: strategy {cfg.strategy.name!r} is not ou_pairs")
     market = market_for(cfg)
-    closes = market.closes(params.inputs())
+    # the closes the backtest's decision reads: warm-up history (data.warmup) then the calendar
+    closes = market.decision_inputs(params.inputs())
+    dates = market.calendar
+    if market.n_warmup:
+        dates = market.warmup.index.append(market.calendar)
     out = {}
     for method in METHODS:
         p = params.model_copy(update={"method": method})
-        frame = ou_pairs_decision(closes, p).frame(market.calendar)
+        frame = ou_pairs_decision(closes, p).frame(dates).iloc[market.n_warmup :]
         out[method] = frame.assign(
             half_life_days=frame["half_life_years"] * TRADING_DAYS_PER_YEAR,
             k_lo=frame["k"] - 2 * frame["se_k"],

@@ -41,8 +41,8 @@ class FixedPlan:
     def inputs(self):
         return self.names
 
-    def weights(self, inputs):
-        return self.matrix[: len(inputs[self.names[0]])]
+    def weights(self, inputs, warmup=0):
+        return self.matrix[: len(inputs[self.names[0]]) - warmup]
 
     def describe(self):
         return "fixed weights"

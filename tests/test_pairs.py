@@ -335,12 +335,17 @@ def test_real_gld_gdx_config_runs(shared_data):
     assert f"{market.calendar[-1]:%Y-%m-%d}" == "2019-07-12"
     result = run_backtest(cfg, market=market)
     decided = result.weights.notna().all(axis=1)
-    # bar 252, the first with 252 transitions (2007 has 251 sessions from 2007-01-03)
-    assert decided.idxmax() == market.calendar[252] == pd.Timestamp("2008-01-03")
-    expected = ou_pairs(market.closes(("gld", "gdx")), cfg.params)
+    # the first bar with 252 transitions: the 155 sessions from 2006-05-22 before data.start are
+    # warm-up (data.warmup: auto), so it is traded bar 97; on the trading calendar alone it
+    # would be bar 252 (2007 has 251 sessions from 2007-01-03)
+    assert market.n_warmup == 155 and f"{market.warmup.index[0]:%Y-%m-%d}" == "2006-05-22"
+    assert decided.idxmax() == market.calendar[252 - 155] == pd.Timestamp("2007-05-23")
+    closes = market.decision_inputs(("gld", "gdx"))
+    expected = ou_pairs(closes, cfg.params)[market.n_warmup :]
     np.testing.assert_array_equal(result.weights.to_numpy(), expected)
-    d = ou_pairs_decision(market.closes(("gld", "gdx")), cfg.params)
-    share_not_mr = float((~d.fits["mean_reverting"][decided.to_numpy()]).mean())
+    d = ou_pairs_decision(closes, cfg.params)
+    fits = d.fits["mean_reverting"].to_numpy()[market.n_warmup :]
+    share_not_mr = float((~fits[decided.to_numpy()]).mean())
     assert 0.0 < share_not_mr < 0.1  # about 3 % of the bars (README)
     for key in ("cagr", "sharpe", "max_drawdown"):
         assert np.isfinite(result.metrics[key])

@@ -201,7 +201,9 @@ def test_grid_metrics_equal_performance_metrics():
     market = market_for(plan.base)
     arrays = MarketArrays.from_market(market, plan.base.plan)
     sim = simulate(
-        decision_stack([c.config.plan for c in combos], arrays.inputs), arrays, plan.base.execution
+        decision_stack([c.config.plan for c in combos], arrays.inputs, arrays.warmup),
+        arrays,
+        plan.base.execution,
     )
     values = grid_metrics(sim)
     for j, c in enumerate(combos):

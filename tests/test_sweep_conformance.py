@@ -127,7 +127,9 @@ def test_grid_simulation_equals_single_runs():
     ]
     market = market_for(base)
     arrays = MarketArrays.from_market(market, base.plan)
-    grid = simulate(decision_stack([c.plan for c in cfgs], arrays.inputs), arrays, base.execution)
+    grid = simulate(
+        decision_stack([c.plan for c in cfgs], arrays.inputs, arrays.warmup), arrays, base.execution
+    )
     for j, c in enumerate(cfgs):
         single = fast_backtest(c, market)
         np.testing.assert_array_equal(grid.equity[:, j], single.equity.to_numpy())

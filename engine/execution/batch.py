@@ -106,6 +106,7 @@ class BatchRunner:
                 {
                     "plan": cfg.plan,
                     "execution": cfg.execution,
+                    "warmup": self.market.warmup_inputs(cfg.plan.inputs()),
                     "own_broker": configure_broker(bt.brokers.BackBroker(), cfg.execution),
                 },
             )

@@ -116,20 +116,25 @@ class TargetWeights(bt.Indicator):
     ``params.inputs()``. ``once`` calls
     the function over the whole preloaded history; ``next`` calls it over the history seen so far
     and keeps the last row. Decision functions are prefix-stable, so both modes give identical
-    values (a test checks it).
+    values (a test checks it). ``warmup`` (one array per input, same order: the market's
+    history before the first bar, ``Market.warmup``) is put before the lines' values, and only
+    the lines' rows are kept (``DecisionPlan.weights(..., warmup=)``).
     """
 
     lines = tuple(f"w{i}" for i in range(MAX_ASSETS))
-    params = (("plan", None), ("input_names", ()))
+    params = (("plan", None), ("input_names", ()), ("warmup", ()))
 
     def __init__(self):
         self._k = len(self.p.plan.assets())
         if self._k > MAX_ASSETS:
             raise ValueError(f"at most {MAX_ASSETS} assets per strategy, got {self._k}")
+        self._n_warmup = len(self.p.warmup[0]) if len(self.p.warmup) else 0
 
     def _compute(self, arrays) -> np.ndarray:
+        if self._n_warmup:
+            arrays = [np.concatenate((h, a)) for h, a in zip(self.p.warmup, arrays, strict=True)]
         inputs = dict(zip(self.p.input_names, arrays, strict=True))
-        return self.p.plan.weights(inputs)
+        return self.p.plan.weights(inputs, warmup=self._n_warmup)
 
     def next(self):
         n = len(self.datas[0])
@@ -167,7 +172,7 @@ class TargetWeightStrategy(bt.Strategy):
     tracked until the broker reports them; no order is overwritten or resubmitted within a bar.
     """
 
-    params = (("plan", None), ("execution", None))
+    params = (("plan", None), ("execution", None), ("warmup", None))
 
     def __init__(self):
         plan = self.p.plan
@@ -183,7 +188,13 @@ class TargetWeightStrategy(bt.Strategy):
                 inputs.append(self._chain_line(n))
             else:
                 inputs.append(signals.line_of(n))
-        self.target = TargetWeights(*inputs, plan=plan, input_names=plan.inputs())
+        warm = self.p.warmup  # the market's history before the first bar, by input name
+        self.target = TargetWeights(
+            *inputs,
+            plan=plan,
+            input_names=plan.inputs(),
+            warmup=tuple(warm[n] for n in plan.inputs()) if warm else (),
+        )
         self._wlines = [self.target.lines[j] for j in range(len(self.assets))]
         self._lag = ex.fill.lag
         self._costs = CostModel.of(ex)

@@ -28,7 +28,7 @@ from volbacktest.engine.execution.metrics import performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.chainseries import is_chain_input, load_chain, parse_input
 from volbacktest.engine.inputs.config import BacktestConfig, ExecutionConfig
-from volbacktest.engine.inputs.market import Market
+from volbacktest.engine.inputs.market import Market, warmup_summary
 
 LEDGER_RTOL = 1e-9
 
@@ -166,7 +166,8 @@ def collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
         index=cal,
     )
     metrics = performance_metrics(returns, positions, tx, equity)
-    notes = list(market.notes)
+    warm_metrics, warm_note = warmup_summary(market, weights.to_numpy())
+    notes = [*market.notes, warm_note]
     if strat.unfilled_at_end is not None:
         notes.append(
             f"target {dict(zip(assets, strat.unfilled_at_end, strict=True))} for the final "
@@ -180,6 +181,7 @@ def collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
             "look_ahead": cfg.execution.look_ahead,
             "data_source": market.source,
             "rebalances": strat.decisions,
+            **warm_metrics,
         }
     )
     return BacktestResult(

@@ -40,7 +40,7 @@ from volbacktest.engine.execution.metrics import performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.execution.sizing import CostModel, order_legs, order_sizes
 from volbacktest.engine.inputs.config import BacktestConfig, ExecutionConfig
-from volbacktest.engine.inputs.market import Market, market_for
+from volbacktest.engine.inputs.market import Market, market_for, warmup_summary
 
 
 # --------------------------------------------------------------------------- inputs
@@ -52,7 +52,8 @@ class MarketArrays:
     assets: tuple[str, ...]
     open: np.ndarray  # (n_bars, n_assets)
     close: np.ndarray  # (n_bars, n_assets)
-    inputs: Mapping[str, np.ndarray]  # dataset name -> closes (n_bars,)
+    inputs: Mapping[str, np.ndarray]  # dataset name -> closes (warmup + n_bars,)
+    warmup: int = 0  # leading rows of ``inputs`` before the first bar (Market.warmup)
 
     @classmethod
     def from_market(cls, market: Market, plan) -> MarketArrays:
@@ -72,20 +73,27 @@ class MarketArrays:
         closes = np.column_stack(
             [market.frames[a]["close"].to_numpy(dtype=np.float64) for a in assets]
         )
-        return cls(market.calendar, assets, opens, closes, market.closes(names))
+        inputs = market.decision_inputs(names)
+        return cls(market.calendar, assets, opens, closes, inputs, market.n_warmup)
+
+    def weights(self, plan) -> np.ndarray:
+        """``plan``'s target weights on the calendar, decided over warm-up and trading bars
+        (what ``engine.execution.bt.TargetWeights`` evaluates)."""
+        return plan.weights(self.inputs, warmup=self.warmup)
 
 
-def decision_stack(plans: Sequence, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+def decision_stack(plans: Sequence, inputs: Mapping[str, np.ndarray], warmup: int = 0):
     """Target weights of every decision plan (``cfg.plan``: the strategy's decision function
     and its filters, exactly what ``engine.execution.bt.TargetWeights`` evaluates), shape
-    ``(n_runs, n_bars, n_assets)``."""
+    ``(n_runs, n_bars, n_assets)``; ``warmup``: leading rows of ``inputs`` before the first bar
+    (``MarketArrays.warmup``)."""
     if not plans:
         raise ValueError("no decision plans to evaluate")
-    first = plans[0].weights(inputs)
+    first = plans[0].weights(inputs, warmup=warmup)
     out = np.empty((len(plans), *first.shape))
     out[0] = first
     for j, plan in enumerate(plans[1:], start=1):
-        out[j] = plan.weights(inputs)
+        out[j] = plan.weights(inputs, warmup=warmup)
     return out
 
 
@@ -444,7 +452,8 @@ def result_from_weights(
     positions = holdings * arrays.close
     positions["cash"] = sim.cash[:, 0]
     metrics = performance_metrics(returns, positions, tx, equity)
-    notes = list(market.notes)
+    warm_metrics, warm_note = warmup_summary(market, weights)
+    notes = [*market.notes, warm_note]
     if sim.unfilled_at_end[0]:
         notes.append(
             f"the target decided for the final close {cal[-1]:%Y-%m-%d} was not traded: the "
@@ -458,6 +467,7 @@ def result_from_weights(
             "look_ahead": cfg.execution.look_ahead,
             "data_source": market.source,
             "rebalances": int(sim.rebalances[0]),
+            **warm_metrics,
         }
     )
     return BacktestResult(
@@ -481,5 +491,4 @@ def fast_backtest(cfg: BacktestConfig, market: Market | None = None):
     if market is None:
         market = market_for(cfg)
     arrays = MarketArrays.from_market(market, cfg.plan)
-    weights = cfg.plan.weights(arrays.inputs)
-    return result_from_weights(cfg, market, weights)
+    return result_from_weights(cfg, market, arrays.weights(cfg.plan))

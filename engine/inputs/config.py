@@ -183,6 +183,11 @@ class DataConfig(_Model):
     start: dt.date | None = None
     end: dt.date | None = None
     ffill_limit: int = Field(5, ge=0, description="max bars a signal series is carried forward")
+    warmup: Literal["auto", "none"] | int = Field(
+        "auto",
+        description="bars of history before data.start the signals may use: auto (all that "
+        "exists), none (the trading calendar only) or a number of bars",
+    )
     etns: Literal["actual", "simulated"] = Field(
         "actual",
         description="real ETN prices, or ETNs reconstructed from VIX futures (datasets <name>_sim; "
@@ -198,6 +203,8 @@ class DataConfig(_Model):
 
     @model_validator(mode="after")
     def _order(self):
+        if isinstance(self.warmup, int) and self.warmup < 0:
+            raise ValueError(f"warmup {self.warmup} is negative; use auto, none or bars >= 0")
         if self.start and self.end and self.end <= self.start:
             raise ValueError(f"end {self.end} is not after start {self.start}")
         if self.source == "files" and not self.datasets:

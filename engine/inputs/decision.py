@@ -1,6 +1,8 @@
 """A strategy's decision with its filters: what the executors evaluate.
 
-``DecisionPlan.weights(inputs)`` = the strategy's decision function, then each filter in order.
+``DecisionPlan.weights(inputs)`` = the strategy's decision function, then each filter in order,
+over the inputs' whole history (warm-up bars before the first traded bar included, see
+``Market.warmup``), returning the traded bars' rows.
 Both the backtrader executor (through ``TargetWeights``) and the vectorised executor call it, so
 the signal and filter logic exist once.
 """
@@ -29,9 +31,14 @@ class DecisionPlan:
         names = list(self.params.inputs()) + [f.series() for f in self.filters]
         return tuple(dict.fromkeys(names))
 
-    def weights(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    def weights(self, inputs: Mapping[str, np.ndarray], warmup: int = 0) -> np.ndarray:
+        """Target weights for every bar of ``inputs``; with ``warmup`` > 0 the first ``warmup``
+        rows of every input are history before the first traded bar (``Market.warmup``): the
+        decision and filters run over the whole history and only the traded bars' rows are
+        returned, so a rolling signal is warm on the first traded bar when history allows."""
         w = self.spec.weights({n: inputs[n] for n in self.params.inputs()}, self.params)
-        return apply_filters(w, inputs, self.filters) if self.filters else w
+        w = apply_filters(w, inputs, self.filters) if self.filters else w
+        return w[warmup:] if warmup else w
 
     def describe(self) -> str:
         text = self.params.describe()

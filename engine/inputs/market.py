@@ -7,6 +7,14 @@
   used) for at most ``data.ffill_limit`` bars; anything older stays NaN, which the strategies
   treat as "no new information". Dates a signal has but the calendar lacks (e.g. VIX prints on
   US holidays) are dropped. Counts of both are reported in ``Market.notes``.
+* Warm-up (``data.warmup``: ``auto`` | ``none`` | bars): the series a decision reads keep the
+  history they have before the first traded bar, on the dates before it where every input that
+  has history there has a value (the last N such dates for ``warmup: N``; none for ``none``).
+  Decisions are computed over warm-up plus trading bars and only the trading bars' rows are
+  used (``DecisionPlan.weights(..., warmup=)``), so a rolling signal is warm on the first traded
+  bar when the data allow: a trader on that day could have computed it from the past. Chain
+  series get warm-up values computed over the chain rows of the warm-up dates. The notes (and
+  ``metrics.json``, see :func:`warmup_metrics`) say how much history each series used.
 
 Datasets come from the config's source (the embedded market, built only for the names the config
 uses, or the catalogue's real files), from the user's own files (``data.datasets``, which win
@@ -35,6 +43,8 @@ from volbacktest.engine.errors import ConfigError, DataError, DataQualityWarning
 from volbacktest.engine.inputs.chainseries import (
     chain_notes,
     is_chain_input,
+    load_chain,
+    parse_input,
     series_on_calendar,
 )
 from volbacktest.engine.inputs.config import BacktestConfig, DataConfig
@@ -65,12 +75,40 @@ class Market:
     tradable: tuple[str, ...]
     source: str
     notes: tuple[str, ...] = ()
+    # closes of the decision inputs on the warm-up dates before calendar[0] (index: those dates,
+    # columns: input names; NaN where an input has no history); None: no warm-up
+    warmup: pd.DataFrame | None = None
+    warmup_setting: str = "none"
     # where each dataset came from (file path, size, sha256, rows, dates; or the synthetic
     # seed; or a user frame's hash): what run.json records
     provenance: tuple[dict, ...] = ()
 
     def closes(self, names) -> dict[str, np.ndarray]:
         return {n: self.frames[n]["close"].to_numpy(dtype=np.float64) for n in names}
+
+    @property
+    def n_warmup(self) -> int:
+        """Bars of history before the first traded bar that decisions read."""
+        return 0 if self.warmup is None else len(self.warmup)
+
+    def warmup_inputs(self, names) -> dict[str, np.ndarray] | None:
+        """Closes of ``names`` on the warm-up bars (NaN for a name without history there), or
+        None without warm-up."""
+        if not self.n_warmup:
+            return None
+        nan = np.full(self.n_warmup, np.nan)
+        return {
+            n: self.warmup[n].to_numpy(dtype=np.float64) if n in self.warmup else nan for n in names
+        }
+
+    def decision_inputs(self, names) -> dict[str, np.ndarray]:
+        """Closes of ``names`` over the warm-up bars then the trading calendar (the arrays
+        ``DecisionPlan.weights(inputs, warmup=self.n_warmup)`` reads)."""
+        on_calendar = self.closes(names)
+        warm = self.warmup_inputs(names)
+        if warm is None:
+            return on_calendar
+        return {n: np.concatenate((warm[n], on_calendar[n])) for n in names}
 
     def check_serves(self, cfg: BacktestConfig) -> None:
         """ConfigError unless this market trades ``cfg``'s assets and holds every series it
@@ -102,6 +140,7 @@ class Market:
         end=None,
         ffill_limit: int = DEFAULT_FFILL_LIMIT,
         need_open: bool = False,
+        warmup: str | int = "auto",
     ) -> Market:
         """A market from the user's own frames: ``tradable`` names the instruments that can be
         traded (their common dates are the calendar), every other frame is a signal series.
@@ -110,7 +149,8 @@ class Market:
         optional) on a DatetimeIndex or a ``date`` column, or a Series of closes; it is checked
         as a file would be (unique sorted dates, numbers, positive traded prices; a DataError
         names the dataset, the rows and the fix). ``start``/``end`` clip the calendar and
-        ``ffill_limit`` bounds how far a signal is carried forward, as ``data.*`` does.
+        ``ffill_limit`` bounds how far a signal is carried forward and ``warmup`` how much
+        history before ``start`` the signals keep, as ``data.*`` does.
         """
         tradable = tuple(tradable)
         missing = [n for n in tradable if n not in frames]
@@ -124,10 +164,13 @@ class Market:
             for n, f in frames.items()
         }
         signals = tuple(n for n in raw if n not in tradable)
-        window = DataConfig(start=start, end=end, ffill_limit=ffill_limit)
+        window = DataConfig(start=start, end=end, ffill_limit=ffill_limit, warmup=warmup)
         notes = [note for n, f in raw.items() for note in check_series(n, f, window)]
         prov = tuple(frame_provenance(n, f) for n, f in raw.items())
-        return _assemble(raw, tradable, signals, window, need_open, "user", notes, prov)
+        warm_inputs = tradable + signals  # the user's decision may read any frame
+        return _assemble(
+            raw, tradable, signals, window, need_open, "user", notes, prov, warm_inputs
+        )
 
 
 @CACHES.memo("inputs.market.embedded", maxsize=16)
@@ -243,6 +286,102 @@ def _signal_frame(name: str, src: pd.DataFrame, calendar, limit: int, notes: lis
     return filled
 
 
+def _warmup_dates(name: str, raw: dict, before: pd.Timestamp, data_cfg) -> pd.DatetimeIndex:
+    """The dates before ``before`` on which input ``name`` has a value (a chain input: the
+    chain's trade dates)."""
+    if is_chain_input(name):
+        chain_df, _ = load_chain(parse_input(name)[2].name, data_cfg)
+        dates = pd.DatetimeIndex(chain_df["trade_date"].unique())
+    else:
+        close = raw[name]["close"]
+        dates = pd.DatetimeIndex(close.index[close.notna().to_numpy()])
+    return dates[dates < before].sort_values()
+
+
+def _warmup_frame(raw, signals, calendar, data_cfg, notes) -> pd.DataFrame | None:
+    """The decision inputs' closes on the warm-up dates (see the module docstring), or None."""
+    setting = data_cfg.warmup
+    names = tuple(dict.fromkeys(signals))
+    if setting in ("none", 0) or not names:
+        return None
+    own = {n: _warmup_dates(n, raw, calendar[0], data_cfg) for n in names}
+    with_history = [d for d in own.values() if len(d)]
+    if not with_history:
+        notes.append(f"warm-up: no input has history before {calendar[0]:%Y-%m-%d}")
+        return None
+    dates = with_history[0]
+    for d in with_history[1:]:
+        dates = dates.intersection(d)
+    if isinstance(setting, int):
+        dates = dates[-setting:]
+    if not len(dates):
+        notes.append(
+            f"warm-up: the inputs have no common date before {calendar[0]:%Y-%m-%d} "
+            f"({', '.join(n for n in names if len(own[n]))} have history)"
+        )
+        return None
+    cols = {}
+    for n in names:
+        if is_chain_input(n):
+            cols[n] = series_on_calendar(n, dates, data_cfg).to_numpy(dtype=np.float64)
+        else:  # every input with history has a value on every warm-up date: nothing to carry
+            cols[n] = raw[n]["close"].reindex(dates).to_numpy()
+    frame = pd.DataFrame(cols, index=pd.DatetimeIndex(dates, name="date"), dtype=np.float64)
+    for n in names:
+        known = frame[n].dropna()
+        if len(known):
+            notes.append(
+                f"{n}: {len(known)} bars of history before the first traded bar "
+                f"{calendar[0]:%Y-%m-%d} used for warm-up (from {known.index[0]:%Y-%m-%d})"
+            )
+        else:
+            notes.append(f"{n}: no history before the first traded bar {calendar[0]:%Y-%m-%d}")
+    return frame
+
+
+def warmup_summary(market: Market, weights) -> tuple[dict, str]:
+    """What a run reports about warm-up: metrics (the setting, the bars of history before the
+    first traded bar each input used, the first traded bar with a decision) and a note
+    (``weights``: the run's target weights on the calendar, NaN = no decision)."""
+    metrics = warmup_metrics(market, weights)
+    first = metrics["first_decision"]
+    warm = metrics["warmup"]
+    history = f"{warm['bars']} bars of warm-up from {warm['from']}" if warm["bars"] else "none"
+    if first is None:
+        note = "no decision on any traded bar (the signals never warmed up)"
+    else:
+        bar = int(market.calendar.get_loc(pd.Timestamp(first)))
+        note = (
+            f"first decision {first} (traded bar {bar + 1} of {len(market.calendar)}; "
+            f"data.warmup: {warm['setting']}, history before the first traded bar: {history})"
+        )
+    return metrics, note
+
+
+def warmup_metrics(market: Market, weights) -> dict:
+    """The warm-up entries of ``metrics.json`` (see :func:`warmup_summary`)."""
+    w = np.asarray(weights, dtype=np.float64)
+    decided = np.flatnonzero(~np.all(np.isnan(w), axis=1)) if w.size else np.empty(0, int)
+    first = f"{market.calendar[decided[0]]:%Y-%m-%d}" if len(decided) else None
+    signals = {}
+    if market.n_warmup:
+        for n in market.warmup.columns:
+            known = market.warmup[n].dropna()
+            signals[n] = {
+                "bars": len(known),
+                "from": f"{known.index[0]:%Y-%m-%d}" if len(known) else None,
+            }
+    return {
+        "warmup": {
+            "setting": market.warmup_setting,
+            "bars": market.n_warmup,
+            "from": f"{market.warmup.index[0]:%Y-%m-%d}" if market.n_warmup else None,
+            "signals": signals,
+        },
+        "first_decision": first,
+    }
+
+
 def build_market(
     data_cfg: DataConfig,
     tradable: tuple[str, ...],
@@ -299,7 +438,9 @@ def _check_kind(name: str, data_cfg: DataConfig, traded: bool) -> None:
     )
 
 
-def _assemble(raw, tradable, signals, data_cfg, need_open, source, notes, prov=()) -> Market:
+def _assemble(
+    raw, tradable, signals, data_cfg, need_open, source, notes, prov=(), warm_inputs=None
+) -> Market:
     calendar = _calendar(data_cfg, raw, tradable)
     out = {n: _tradable_frame(n, raw[n], calendar, need_open) for n in tradable}
     for n in signals:
@@ -309,9 +450,13 @@ def _assemble(raw, tradable, signals, data_cfg, need_open, source, notes, prov=(
             out[n] = _chain_frame(n, calendar, data_cfg, notes)
         else:
             out[n] = _signal_frame(n, raw[n], calendar, data_cfg.ffill_limit, notes)
+    warm = _warmup_frame(raw, warm_inputs or signals, calendar, data_cfg, notes)
     for note in notes:
         log.info(note)
-    return Market(calendar, out, tuple(tradable), source, tuple(notes), tuple(prov))
+    setting = str(data_cfg.warmup)
+    return Market(
+        calendar, out, tuple(tradable), source, tuple(notes), warm, setting, tuple(prov)
+    )
 
 
 def market_for(

@@ -56,7 +56,10 @@ def pyplot():
 
 
 def metrics_table(results: Sequence[BacktestResult]) -> pd.DataFrame:
-    rows = {r.label: r.metrics for r in results}
+    # nested entries (metrics.json's warm-up detail) stay out of the flat table
+    rows = {
+        r.label: {k: v for k, v in r.metrics.items() if not isinstance(v, dict)} for r in results
+    }
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

@@ -34,6 +34,11 @@ def run_backtest(
     cerebro = new_cerebro(cfg.execution, runonce=runonce, preload=preload)
     configure_broker(cerebro.broker, cfg.execution)
     add_feeds(cerebro, cfg, market)
-    cerebro.addstrategy(TargetWeightStrategy, plan=cfg.plan, execution=cfg.execution)
+    cerebro.addstrategy(
+        TargetWeightStrategy,
+        plan=cfg.plan,
+        execution=cfg.execution,
+        warmup=market.warmup_inputs(cfg.plan.inputs()),
+    )
     result = collect(cfg, market, cerebro.run()[0])
     return dataclasses.replace(result, provenance=market.provenance)

@@ -61,7 +61,7 @@ def _run_group(
     stack = []
     for c in combos:
         try:
-            stack.append(c.config.plan.weights(arrays.inputs))
+            stack.append(arrays.weights(c.config.plan))
             good.append(c)
         except Exception as exc:  # noqa: BLE001 - a failing combination is recorded
             log.debug("decision of %s failed", c.run_id, exc_info=True)

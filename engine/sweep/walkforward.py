@@ -218,7 +218,7 @@ def _stitch(plan, market: Market, windows: list[Window], cfgs) -> BacktestResult
     arrays = MarketArrays.from_market(market, cfgs[0].plan)
     stitched = np.full((len(cal), len(arrays.assets)), np.nan)
     for w, cfg in zip(windows, cfgs, strict=True):
-        weights = cfg.plan.weights(MarketArrays.from_market(market, cfg.plan).inputs)
+        weights = MarketArrays.from_market(market, cfg.plan).weights(cfg.plan)
         rows = (cal >= w.test_start) & (cal <= w.test_end)
         stitched[rows] = weights[rows]
     start, end = windows[0].test_start, windows[-1].test_end
