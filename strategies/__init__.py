@@ -15,7 +15,7 @@ import difflib
 
 from volbacktest.engine.errors import ConfigError
 
-from . import cooper, ivix, pairs
+from . import cooper, ivix, pairs, vx
 from .base import StrategyParams, StrategySpec
 
 REGISTRY: dict[str, StrategySpec] = {}
@@ -131,6 +131,31 @@ register(
         ivix.IVIXTimingParams,
         ivix.ivix_timing,
         "50ETF timed by the iVIX against its moving average (long below, flat above)",
+    )
+)
+
+register(
+    StrategySpec(
+        "vx_inverse_replica",
+        vx.InverseReplicaParams,
+        vx.vx_inverse_replica,
+        "VIX futures: -1x the S&P short-term futures index, rolled daily (needs futures:)",
+    )
+)
+register(
+    StrategySpec(
+        "vx_basis",
+        vx.BasisParams,
+        vx.vx_basis,
+        "VIX futures basis: short F1 when (F1-VIX)/days > 0.10, long below -0.10 (needs futures:)",
+    )
+)
+register(
+    StrategySpec(
+        "vx_roll_yield",
+        vx.FuturesRollYieldParams,
+        vx.vx_roll_yield,
+        "Cooper's roll yield on futures: contango short, backwardation long (needs futures:)",
     )
 )
 

@@ -6,10 +6,15 @@ daily cash flow is contracts x multiplier x change in settle; fees per contract 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from volbacktest.data.calendars import nyse_sessions
 from volbacktest.engine.calculators.futures_book import (
     ContractBook,
     ContractTerms,
@@ -17,7 +22,17 @@ from volbacktest.engine.calculators.futures_book import (
     contract_name,
     margin_call_scale,
 )
+from volbacktest.engine.calculators.futures_curve import SettleMatrix, futures_curve
 from volbacktest.engine.errors import ConfigError, DataError
+from volbacktest.engine.execution.futures import (
+    FuturesMarket,
+    futures_market,
+    role_legs,
+    run_futures_backtest,
+)
+from volbacktest.engine.execution.vectorised import fast_backtest
+from volbacktest.engine.inputs.config import config_from_mapping
+from volbacktest.strategies.base import StrategyParams, StrategySpec
 
 A, B, C = (pd.Timestamp(d) for d in ("2020-01-22", "2020-02-19", "2020-03-18"))
 D1, D2, D3 = (pd.Timestamp(d) for d in ("2020-01-17", "2020-01-21", "2020-01-22"))
@@ -94,3 +109,178 @@ def test_basket_contracts_earn_exposure_times_the_basket_return():
     pnl = float(np.dot(n, p1 - p0)) * 1000.0
     basket_return = np.dot(units, p1) / np.dot(units, p0) - 1.0
     assert pnl == pytest.approx(-1e6 * basket_return, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- executor
+
+
+class _HoldParams(StrategyParams):
+    contracts: float = -10.0
+
+    def assets(self):
+        return ("F1",)
+
+    def inputs(self):
+        return ("f1",)
+
+
+def _hold(inputs, p):
+    return np.full((len(inputs["f1"]), 1), p.contracts)
+
+
+HOLD = StrategySpec("hold_f1", _HoldParams, _hold, "hold a number of F1 contracts")
+
+
+def _hand_market(rows: dict) -> FuturesMarket:
+    """A settle matrix written by hand: {date: (A settle, B settle)}."""
+    dates = pd.DatetimeIndex(list(rows), name="date")
+    settle = pd.DataFrame(
+        [rows[d] for d in rows], index=dates, columns=pd.DatetimeIndex([A, B], name="expiry")
+    )
+    matrix = SettleMatrix(settle, settle.notna(), pd.Series("hand", index=dates))
+    sessions = nyse_sessions("2019-09-01", "2020-04-30")
+    f1 = futures_curve(matrix, sessions, n=1).price[1].to_numpy()
+    return FuturesMarket(matrix, sessions, {"f1": f1}, "hand")
+
+
+def _hand_config(contracts: float, cash: float, on_call: str = "reduce", fill="same_close"):
+    raw = {
+        "name": "hand",
+        "strategy": {"name": "hold_f1", "params": {"contracts": contracts}},
+        "execution": {"fill": fill, "initial_cash": cash, "rebalance": "on_change"},
+        "futures": {
+            "size": "contracts",
+            "fee_per_contract": 0.0,
+            "margin": {"initial": 5500.0, "maintenance": 5000.0},
+            "on_margin_call": on_call,
+        },
+    }
+    return config_from_mapping(raw, strategy=HOLD)
+
+
+def _run(cfg, market):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return run_futures_backtest(cfg, market)
+
+
+MARGIN_DAYS = {
+    pd.Timestamp("2020-01-02"): (15.0, 16.0),
+    pd.Timestamp("2020-01-03"): (16.0, 16.5),
+    pd.Timestamp("2020-01-06"): (17.0, 17.0),
+    pd.Timestamp("2020-01-07"): (16.0, 16.5),
+}
+
+
+def test_a_margin_call_reduces_by_hand():
+    res = _run(_hand_config(-10, 60_000.0), _hand_market(MARGIN_DAYS))
+    # day 1: short 10 A at 15 (initial 55,000 <= 60,000); day 2: 16, -10,000 -> 50,000 =
+    # maintenance 50,000 (no call); day 3: 17, -10,000 -> 40,000 < 50,000: margin call, keep
+    # trunc(10 x 40,000/55,000) = 7, buy back 3 at 17; day 4: 16, +7,000 -> 47,000 (rebalance
+    # on_change: the decision has not changed, the 7 are kept)
+    assert res.equity.tolist() == [60_000.0, 50_000.0, 40_000.0, 47_000.0]
+    assert res.holdings.iloc[:, 0].tolist() == [-10.0, -10.0, -7.0, -7.0]
+    (event,) = res.metrics["margin_call_events"]
+    assert (event["date"], event["equity"], event["maintenance_margin"], event["action"]) == (
+        "2020-01-06",
+        40_000.0,
+        50_000.0,
+        "reduce",
+    )
+    assert res.metrics["margin_calls"] == 1 and res.metrics["margin_limited_days"] == 0
+    # rebalancing daily, the target of -10 (55,000 initial) is cut to what equity allows: day 2
+    # trunc(10 x 50,000/55,000) = 9; day 3: -9,000 -> 41,000 < 45,000 maintenance: call, keep
+    # trunc(9 x 41,000/49,500) = 7; day 4: +7,000 -> 48,000, trunc(10 x 48,000/55,000) = 8
+    daily = _run(
+        _hand_config(-10, 60_000.0).with_overrides(**{"execution.rebalance": "daily"}),
+        _hand_market(MARGIN_DAYS),
+    )
+    assert daily.holdings.iloc[:, 0].tolist() == [-10.0, -9.0, -7.0, -8.0]
+    assert daily.equity.tolist() == [60_000.0, 50_000.0, 41_000.0, 48_000.0]
+    assert daily.metrics["margin_limited_days"] == 2
+    # lowest cushion (equity - maintenance)/equity at a close: day 2, (50,000 - 50,000)/50,000
+    assert res.metrics["margin_cushion_min"] == 0.0
+    assert res.metrics["margin_cushion_min_date"] == "2020-01-03"
+    assert (res.equity > 0).all()
+
+
+def test_a_margin_call_can_stop_trading():
+    res = _run(_hand_config(-10, 60_000.0, on_call="stop"), _hand_market(MARGIN_DAYS))
+    assert res.equity.tolist() == [60_000.0, 50_000.0, 40_000.0, 40_000.0]
+    assert res.holdings.iloc[:, 0].tolist() == [-10.0, -10.0, 0.0, 0.0]
+    assert res.metrics["stopped"] is True
+    assert res.transactions["reason"].tolist() == ["signal", "margin_call"]
+
+
+def test_long_f1_through_its_expiry_settles_and_rolls_by_hand():
+    days = {
+        pd.Timestamp("2020-01-17"): (15.0, 16.0),
+        pd.Timestamp("2020-01-21"): (15.5, 16.2),
+        pd.Timestamp("2020-01-22"): (14.8, 16.5),  # A's final settlement 14.80
+        pd.Timestamp("2020-01-23"): (np.nan, 16.0),
+    }
+    res = _run(_hand_config(2, 100_000.0), _hand_market(days))
+    tx = res.transactions
+    assert tx["reason"].tolist() == ["signal", "final_settlement", "roll"]
+    assert tx["symbol"].tolist() == ["VXF20 (2020-01-22)"] * 2 + ["VXG20 (2020-02-19)"]
+    # A: 2 x 1000 x (14.80 - 15.00) = -400; B bought at 16.50 on the 22nd, 16.00 on the 23rd
+    assert res.equity.tolist() == [100_000.0, 101_000.0, 99_600.0, 98_600.0]
+
+
+def test_roles_follow_the_roll_rule(shared_data):
+    cfg = config_from_mapping(
+        {"name": "r", "strategy": {"name": "vx_basis"}, "data": {"source": "shared"}, "futures": {}}
+    )
+    market = futures_market(cfg)
+    curve = futures_curve(market.matrix, market.sessions, n=3)
+    f1 = role_legs("F1", market, 0).expiry[:, 0]
+    np.testing.assert_array_equal(f1, curve.expiry[1].to_numpy(dtype="datetime64[ns]"))
+    early = role_legs("F1", market, 5).expiry[:, 0]
+    near = curve.business_days[1].to_numpy() <= 5
+    np.testing.assert_array_equal(early[near], curve.expiry[2].to_numpy("datetime64[ns]")[near])
+    np.testing.assert_array_equal(early[~near], f1[~near])
+    f2 = role_legs("F2", market, 0).expiry[:, 0]
+    np.testing.assert_array_equal(f2, curve.expiry[2].to_numpy(dtype="datetime64[ns]"))
+    cm = role_legs("cm30", market, 0)
+    assert cm.units.shape[1] == 2 and np.allclose(cm.units.sum(axis=1), 1.0)
+
+
+def _replica(contracts: str, fee: float = 0.0):
+    raw = {
+        "name": "replica",
+        "strategy": {"name": "vx_inverse_replica"},
+        "data": {"source": "shared"},
+        "execution": {"fill": "same_close", "initial_cash": 1_000_000, "rebalance": "daily"},
+        "futures": {
+            "contracts": contracts,
+            "fee_per_contract": fee,
+            "margin": {"initial": 0, "maintenance": 0},
+        },
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return run_futures_backtest(config_from_mapping(raw))
+
+
+def test_inverse_replica_equals_the_etn_command_to_1e10(shared_data, tmp_path):
+    out = tmp_path / "xiv0.csv"
+    contracts = shared_data / "vix_futures_cfe" / "per_contract"
+    cmd = [sys.executable, "-m", "volbacktest", "etn", "--contracts", str(contracts)]
+    cmd += ["--kind", "inverse", "--fee", "0", "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    etn = pd.read_csv(out, index_col="date", parse_dates=True)["etn_return"]
+    res = _replica("fractional")
+    assert res.returns.index[0] == pd.Timestamp("2004-03-26")
+    assert res.returns.index[-1] == pd.Timestamp("2017-03-08")
+    assert res.returns.index.equals(etn.index)
+    assert np.max(np.abs(res.returns - etn)) < 1e-10
+    whole = _replica("whole")
+    te = float((whole.returns - etn).std() * np.sqrt(252))
+    assert 0 < te < 0.01  # measured 0.32 %/yr on 1,000,000 USD
+    assert whole.metrics["roll_trades"] > 6000
+
+
+def test_the_fast_path_refuses_futures_clearly():
+    cfg = _hand_config(-1, 1e5)
+    with pytest.raises(ConfigError, match="event-driven pool"):
+        fast_backtest(cfg)

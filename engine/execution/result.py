@@ -21,6 +21,8 @@ class BacktestResult:
     metrics: dict
     market_notes: tuple[str, ...] = ()
     problems: tuple[str, ...] = field(default_factory=tuple)
+    # futures runs: equity, initial/maintenance margin and notional per day (else None)
+    margin: pd.DataFrame | None = None
 
     @property
     def label(self) -> str:

@@ -26,6 +26,7 @@ from volbacktest.engine.errors import ConfigError, LookAheadWarning
 from volbacktest.engine.inputs.chainseries import is_chain_input, parse_input
 from volbacktest.engine.inputs.decision import DecisionPlan
 from volbacktest.engine.inputs.filters import get_filter
+from volbacktest.engine.inputs.futures_config import FuturesConfig
 from volbacktest.strategies import get as registered_strategy
 from volbacktest.strategies.base import StrategyParams, StrategySpec
 
@@ -174,6 +175,8 @@ class BacktestConfig(_Model):
     data: DataConfig = DataConfig()
     execution: ExecutionConfig = ExecutionConfig()
     report: ReportConfig = ReportConfig()
+    # VIX futures traded as contracts (issue 12): runs on engine.execution.futures
+    futures: FuturesConfig | None = None
     source_file: Path | None = Field(None, exclude=True)
     # a strategy of the user's own, not in the registry (set by config_from_mapping(strategy=))
     _user_strategy: StrategySpec | None = PrivateAttr(None)
@@ -206,6 +209,8 @@ class BacktestConfig(_Model):
     def resolved(self) -> dict:
         """The config with every default filled in (strategy params included), YAML-ready."""
         out = self.model_dump(mode="json", exclude={"source_file"})
+        if out.get("futures") is None:
+            out.pop("futures", None)
         out["strategy"]["params"] = self.params.model_dump(mode="json")
         out["filters"] = [
             {"type": f.type, **p.model_dump(mode="json")}

@@ -13,6 +13,7 @@ from volbacktest.engine.execution.eventdriven import (
     new_cerebro,
     warn_if_look_ahead,
 )
+from volbacktest.engine.execution.futures import is_futures_run, run_futures_backtest
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig
 from volbacktest.engine.inputs.market import Market, market_for
@@ -27,8 +28,11 @@ def run_backtest(
     runonce: bool = True,
     preload: bool = True,
 ) -> BacktestResult:
-    """Run ``cfg`` on backtrader and return the ledger-based result."""
+    """Run ``cfg`` on backtrader and return the ledger-based result (a ``futures:`` config runs
+    on the futures contract executor, ``engine.execution.futures``)."""
     warn_if_look_ahead(cfg)
+    if is_futures_run(cfg):
+        return run_futures_backtest(cfg)
     market = market or market_for(cfg)
     cerebro = new_cerebro(cfg.execution, runonce=runonce, preload=preload)
     configure_broker(cerebro.broker, cfg.execution)
