@@ -61,6 +61,22 @@ def names() -> list[str]:
     return sorted(REGISTRY)
 
 
+def trades_futures(spec: StrategySpec) -> bool:
+    """True when the strategy's default columns are VIX futures roles (it needs ``futures:``)."""
+    assets = spec.make_params().assets()
+    return bool(assets) and all(vx.is_futures_role(a) for a in assets)
+
+
+def share_names() -> list[str]:
+    """Registered strategies that trade datasets (shares, ETNs) on the share executors."""
+    return [n for n in names() if not trades_futures(REGISTRY[n])]
+
+
+def futures_names() -> list[str]:
+    """Registered strategies that trade VIX futures contracts (configs with ``futures:``)."""
+    return [n for n in names() if trades_futures(REGISTRY[n])]
+
+
 register(
     StrategySpec(
         "buy_and_hold",
@@ -159,4 +175,14 @@ register(
     )
 )
 
-__all__ = ["REGISTRY", "StrategyParams", "StrategySpec", "get", "names", "register"]
+__all__ = [
+    "REGISTRY",
+    "StrategyParams",
+    "StrategySpec",
+    "futures_names",
+    "get",
+    "names",
+    "register",
+    "share_names",
+    "trades_futures",
+]

@@ -16,6 +16,8 @@ Their columns are futures roles (``F1``, ``cm30``, ``st_index``; see
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from pydantic import Field
 
@@ -23,6 +25,15 @@ from volbacktest.engine.calculators.rolling import band_switch
 
 from .base import Inputs, StrategyParams
 from .cooper import RollYieldParams, roll_yield_basis
+
+# the roles a futures strategy's columns name (resolved to contracts by the futures executor)
+FUTURES_ROLE = re.compile(r"^(?:F(?P<k>[1-9])|cm(?P<d>[1-9][0-9]{0,2})|(?P<st>st_index))$")
+ROLES_HELP = "F1..F9 (k-th listed contract), cm<days> (e.g. cm30), st_index (S&P short-term)"
+
+
+def is_futures_role(name: str) -> bool:
+    return FUTURES_ROLE.match(name) is not None
+
 
 # Simon & Campasano (2014): trade when the daily roll exceeds 0.10 VIX points per business day
 BASIS_THRESHOLD = 0.10

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from volbacktest import strategies
 from volbacktest.data.calendars import nyse_sessions
 from volbacktest.engine.calculators.futures_book import (
     ContractBook,
@@ -284,3 +285,81 @@ def test_the_fast_path_refuses_futures_clearly():
     cfg = _hand_config(-1, 1e5)
     with pytest.raises(ConfigError, match="event-driven pool"):
         fast_backtest(cfg)
+
+
+# --------------------------------------------------------------------------- look-ahead, run modes
+SHORT = {
+    "source": "synthetic",
+    "synthetic": {"seed": 11, "start": "2008-01-02", "end": "2010-12-31"},
+}
+
+
+def _futures_cfg(name: str, fill: str = "next_close"):
+    return config_from_mapping(
+        {
+            "name": f"t_{name}",
+            "strategy": {"name": name},
+            "data": SHORT,
+            "execution": {"fill": fill, "initial_cash": 1_000_000},
+            "futures": {"on_margin_call": "reduce"},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def futures_markets():
+    return {n: futures_market(_futures_cfg(n)) for n in strategies.futures_names()}
+
+
+def _perturb_after(market: FuturesMarket, t: int, seed: int) -> FuturesMarket:
+    rng = np.random.default_rng(seed)
+    settle = market.matrix.settle.copy()
+    settle.iloc[t + 1 :] *= rng.uniform(0.5, 1.5, size=(len(settle) - t - 1, 1))
+    matrix = SettleMatrix(settle, market.matrix.listed, market.matrix.source)
+    inputs = {}
+    for k, v in market.inputs.items():
+        w = v.copy()
+        w[t + 1 :] *= rng.uniform(0.5, 1.5, size=len(w) - t - 1)
+        inputs[k] = w
+    return FuturesMarket(matrix, market.sessions, inputs, market.source)
+
+
+def test_futures_strategies_are_registered_apart():
+    assert strategies.futures_names() == ["vx_basis", "vx_inverse_replica", "vx_roll_yield"]
+    assert not set(strategies.futures_names()) & set(strategies.share_names())
+    with pytest.raises(ConfigError, match="add a futures: section"):
+        config_from_mapping({"name": "x", "strategy": {"name": "vx_basis"}})
+    with pytest.raises(ConfigError, match="not futures roles"):
+        config_from_mapping({"name": "x", "strategy": {"name": "vratio"}, "futures": {}})
+
+
+@pytest.mark.parametrize("name", strategies.futures_names())
+@pytest.mark.parametrize(("t", "seed"), [(150, 1), (420, 2)])
+def test_futures_strategies_do_not_look_ahead(futures_markets, name, t, seed):
+    """Changing every settle and input after bar t leaves positions and equity up to t alone."""
+    cfg = _futures_cfg(name)
+    base = run_futures_backtest(cfg, futures_markets[name])
+    other = run_futures_backtest(cfg, _perturb_after(futures_markets[name], t, seed))
+    assert len(base.transactions) > 10
+    cols = base.holdings.columns.intersection(other.holdings.columns)
+    pd.testing.assert_frame_equal(
+        base.holdings[cols].iloc[: t + 1], other.holdings[cols].iloc[: t + 1]
+    )
+    pd.testing.assert_series_equal(base.equity.iloc[: t + 1], other.equity.iloc[: t + 1])
+    day = base.equity.index[t]
+    before = base.transactions[base.transactions["date"] <= day].reset_index(drop=True)
+    after = other.transactions[other.transactions["date"] <= day].reset_index(drop=True)
+    pd.testing.assert_frame_equal(before, after)
+
+
+@pytest.mark.parametrize("name", strategies.futures_names())
+def test_futures_run_modes_identical(futures_markets, name):
+    """Decisions evaluated once over the arrays (runonce) or bar by bar on prefixes (next)."""
+    from volbacktest.engine.run.runner import run_backtest
+
+    cfg = _futures_cfg(name)
+    ref = run_backtest(cfg, market=futures_markets[name], runonce=True)
+    other = run_backtest(cfg, market=futures_markets[name], runonce=False)
+    np.testing.assert_array_equal(ref.weights.to_numpy(), other.weights.to_numpy())
+    pd.testing.assert_series_equal(ref.equity, other.equity)
+    pd.testing.assert_frame_equal(ref.transactions, other.transactions)

@@ -28,7 +28,6 @@ Only the event-driven path runs futures: the vectorised sweep path refuses them
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,15 +54,10 @@ from volbacktest.engine.execution.metrics import finite_or_none, performance_met
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig
 from volbacktest.engine.inputs.market import load_raw
+from volbacktest.strategies.vx import FUTURES_ROLE, ROLES_HELP, is_futures_role
 
 # inputs a futures strategy may read, computed from the curve (others are catalogue datasets)
 CURVE_INPUTS = ("f1", "f2", "f3", "f4", "bdays1", "bdays2", "cdays1", "cdays2", "vxf30")
-_ROLE = re.compile(r"^(?:F(?P<k>[1-9])|cm(?P<d>[1-9][0-9]{0,2})|(?P<st>st_index))$")
-ROLES_HELP = "F1..F9 (k-th listed contract), cm<days> (e.g. cm30), st_index (S&P short-term)"
-
-
-def is_futures_role(name: str) -> bool:
-    return _ROLE.match(name) is not None
 
 
 def is_futures_run(cfg: BacktestConfig) -> bool:
@@ -167,7 +161,7 @@ class RoleLegs:
 
 def role_legs(role: str, market: FuturesMarket, days_before_expiry: int) -> RoleLegs:
     """Where the role ``role`` sits on each date (see the module docstring)."""
-    m = _ROLE.match(role)
+    m = FUTURES_ROLE.match(role)
     if m is None:
         raise ConfigError(f"strategy asset {role!r} is not a futures role; valid: {ROLES_HELP}")
     matrix, sessions = market.matrix, market.sessions
@@ -348,15 +342,31 @@ def _decide_and_trade(cfg, acct, last: _Decisions, w_row, legs, t, day, settle) 
     last.legs = now_legs
 
 
-def run_futures_backtest(cfg: BacktestConfig, market: FuturesMarket | None = None):
-    """Run ``cfg`` (with a ``futures:`` section) day by day on the contract book."""
+def bar_by_bar_weights(plan, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The decisions evaluated as a per-bar ``next()`` would: row t from the inputs up to t
+    only (quadratic; the identity test against the whole-array evaluation uses it)."""
+    n = len(next(iter(inputs.values())))
+    return np.vstack(
+        [plan.weights({k: v[: t + 1] for k, v in inputs.items()})[-1] for t in range(n)]
+    )
+
+
+def run_futures_backtest(
+    cfg: BacktestConfig, market: FuturesMarket | None = None, *, runonce: bool = True
+):
+    """Run ``cfg`` (with a ``futures:`` section) day by day on the contract book.
+
+    ``runonce=False`` evaluates the decision bar by bar on growing prefixes of the inputs
+    (:func:`bar_by_bar_weights`) instead of once over the whole arrays: same results for a
+    causal, prefix-stable strategy."""
     fut = cfg.futures
     if fut is None:
         raise ConfigError(f"{cfg.name}: no futures: section; use run_backtest")
     lag = _lag(cfg)
     roles = _checked_roles(cfg)
     market = market or futures_market(cfg)
-    weights = cfg.plan.weights(market.inputs)
+    plan = cfg.plan
+    weights = plan.weights(market.inputs) if runonce else bar_by_bar_weights(plan, market.inputs)
     legs = [role_legs(r, market, fut.roll.days_before_expiry) for r in roles]
     settle_values = market.matrix.settle.to_numpy(dtype=float)
     expiries = list(market.matrix.expiries)

@@ -26,7 +26,7 @@ from volbacktest.engine.errors import ConfigError, LookAheadWarning
 from volbacktest.engine.inputs.chainseries import is_chain_input, parse_input
 from volbacktest.engine.inputs.decision import DecisionPlan
 from volbacktest.engine.inputs.filters import get_filter
-from volbacktest.engine.inputs.futures_config import FuturesConfig
+from volbacktest.engine.inputs.futures_config import FuturesConfig, check_instrument
 from volbacktest.strategies import get as registered_strategy
 from volbacktest.strategies.base import StrategyParams, StrategySpec
 
@@ -362,6 +362,7 @@ def config_from_mapping(
         except ValidationError as exc:
             _raise_validation(exc, model, source, prefix=("filters", i))
     _check_chain_inputs(cfg, where)
+    check_instrument(cfg.params.assets(), cfg.futures, where)
     return cfg
 
 

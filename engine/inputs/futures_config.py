@@ -22,6 +22,8 @@ from volbacktest.engine.calculators.futures_book import (
     VX_TICK,
     ContractTerms,
 )
+from volbacktest.engine.errors import ConfigError
+from volbacktest.strategies.vx import ROLES_HELP, is_futures_role
 
 
 class _Model(BaseModel):
@@ -88,4 +90,20 @@ class FuturesConfig(_Model):
             maintenance_margin=self.margin.maintenance,
             margin_basis=self.margin.basis,
             fractional=self.contracts == "fractional",
+        )
+
+
+def check_instrument(assets, futures: FuturesConfig | None, where: str) -> None:
+    """Futures roles need a ``futures:`` section and a ``futures:`` section needs roles."""
+    roles = [a for a in assets if is_futures_role(a)]
+    if roles and futures is None:
+        raise ConfigError(
+            f"{where}strategy trades the VIX futures role(s) {', '.join(roles)}: add a futures: "
+            "section (see configs/futures/vx_inverse_replica.yaml)"
+        )
+    others = [a for a in assets if not is_futures_role(a)]
+    if futures is not None and others:
+        raise ConfigError(
+            f"{where}futures: the strategy trades {', '.join(map(repr, others))}, not futures "
+            f"roles; a futures: config trades {ROLES_HELP} (or remove the futures: section)"
         )

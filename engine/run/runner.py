@@ -13,7 +13,11 @@ from volbacktest.engine.execution.eventdriven import (
     new_cerebro,
     warn_if_look_ahead,
 )
-from volbacktest.engine.execution.futures import is_futures_run, run_futures_backtest
+from volbacktest.engine.execution.futures import (
+    FuturesMarket,
+    is_futures_run,
+    run_futures_backtest,
+)
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig
 from volbacktest.engine.inputs.market import Market, market_for
@@ -24,7 +28,7 @@ log = logging.getLogger(__name__)
 def run_backtest(
     cfg: BacktestConfig,
     *,
-    market: Market | None = None,
+    market: Market | FuturesMarket | None = None,
     runonce: bool = True,
     preload: bool = True,
 ) -> BacktestResult:
@@ -32,7 +36,8 @@ def run_backtest(
     on the futures contract executor, ``engine.execution.futures``)."""
     warn_if_look_ahead(cfg)
     if is_futures_run(cfg):
-        return run_futures_backtest(cfg)
+        futures_market = market if isinstance(market, FuturesMarket) else None
+        return run_futures_backtest(cfg, futures_market, runonce=runonce)
     market = market or market_for(cfg)
     cerebro = new_cerebro(cfg.execution, runonce=runonce, preload=preload)
     configure_broker(cerebro.broker, cfg.execution)
