@@ -6,6 +6,7 @@ daily cash flow is contracts x multiplier x change in settle; fees per contract 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import warnings
@@ -363,3 +364,51 @@ def test_futures_run_modes_identical(futures_markets, name):
     np.testing.assert_array_equal(ref.weights.to_numpy(), other.weights.to_numpy())
     pd.testing.assert_series_equal(ref.equity, other.equity)
     pd.testing.assert_frame_equal(ref.transactions, other.transactions)
+
+
+# --------------------------------------------------------------------------- strategies, outputs
+def test_vx_basis_rule_by_hand():
+    from volbacktest.strategies.vx import BasisParams, vx_basis
+
+    # daily roll (F1 - VIX)/bdays: (20-18)/10 = 0.2 > 0.1 short; (15-16)/5 = -0.2 long;
+    # (15.5-15)/10 = 0.05 flat; 0 business days: unknown (no decision)
+    inputs = {
+        "f1": np.array([20.0, 15.0, 15.5, 15.0]),
+        "vix": np.array([18.0, 16.0, 15.0, 14.0]),
+        "bdays1": np.array([10.0, 5.0, 10.0, 0.0]),
+    }
+    w = vx_basis(inputs, BasisParams(exposure=0.5))
+    np.testing.assert_array_equal(w[:3, 0], [-0.5, 0.5, 0.0])
+    assert np.isnan(w[3, 0])
+
+
+def test_vx_roll_yield_is_coopers_rule_on_futures():
+    from volbacktest.strategies.cooper import RollYieldParams, roll_yield
+    from volbacktest.strategies.vx import FuturesRollYieldParams, vx_roll_yield
+
+    rng = np.random.default_rng(3)
+    vix = 15 + 5 * rng.random(200)
+    f1 = vix * (1 + 0.1 * rng.standard_normal(200))
+    fut = vx_roll_yield({"vix": vix, "f1": f1}, FuturesRollYieldParams(smoothing=5, band=0.02))
+    etn = roll_yield({"vix": vix, "vx1": f1}, RollYieldParams(smoothing=5, band=0.02))
+    # XIV (column 0) <-> short the index futures; VXX (column 1) <-> long
+    known = ~np.isnan(etn[:, 0])
+    np.testing.assert_array_equal(fut[known, 0], np.where(etn[known, 0] == 1.0, -1.0, 1.0))
+    assert np.isnan(fut[~known, 0]).all()
+
+
+def test_a_futures_run_writes_contracts_trades_and_margin(tmp_path):
+    from volbacktest.engine.run.report import write_run
+
+    res = _run(_hand_config(-10, 60_000.0), _hand_market(MARGIN_DAYS))
+    out = write_run(res, tmp_path)
+    contracts = pd.read_csv(out / "contracts.csv", comment="#", index_col="date")
+    assert contracts["VXF20 (2020-01-22)"].tolist() == [-10, -10, -7, -7]
+    trades = pd.read_csv(out / "trades.csv", comment="#")
+    assert trades["reason"].tolist() == ["signal", "margin_call"]
+    margin = pd.read_csv(out / "margin.csv", comment="#", index_col="date")
+    assert margin["maintenance_margin"].tolist() == [50_000, 50_000, 35_000, 35_000]
+    assert margin["cushion"].min() == 0.0
+    assert (out / "equity.png").stat().st_size > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["margin_calls"] == 1 and metrics["margin_cushion_min"] == 0.0

@@ -21,6 +21,7 @@ import pandas as pd
 from volbacktest.engine.errors import require_extra
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import dump_config
+from volbacktest.engine.run.futures_report import write_futures_outputs
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,8 @@ def write_run(result: BacktestResult, out_dir: Path) -> Path:
         plot_equity(result, out / "equity.png")
     if rep.tearsheet:
         plot_tearsheet(result, out / "tearsheet.png")
+    if result.margin is not None:  # a futures run: contracts, trades, margin, margin plot
+        write_futures_outputs(result, out, header, rep.plots)
     log.info("wrote %s", out)
     return out
 
