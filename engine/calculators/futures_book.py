@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -49,6 +50,7 @@ INITIAL_OVER_MAINTENANCE = 1.10
 DEFAULT_INITIAL_MARGIN = DEFAULT_MAINTENANCE_MARGIN * INITIAL_OVER_MAINTENANCE
 
 
+@lru_cache(maxsize=4096)
 def contract_name(expiry, root: str = "VX") -> str:
     """Exchange-style symbol of a monthly contract from its final settlement date, e.g.
     ``VXV08`` for the contract settling 2008-10-22 (VX settles inside its contract month)."""

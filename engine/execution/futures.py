@@ -49,7 +49,7 @@ from volbacktest.engine.calculators.futures_curve import (
     futures_curve,
     futures_index,
 )
-from volbacktest.engine.errors import ConfigError
+from volbacktest.engine.errors import ConfigError, DataError
 from volbacktest.engine.execution.metrics import finite_or_none, performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig
@@ -257,6 +257,12 @@ def _targets(row, legs, t, day, equity, settle, cfg) -> dict:
             )
         keys = [pd.Timestamp(e) for e in exp[use]]
         prices = np.array([settle.get(k, np.nan) for k in keys])
+        if not np.isfinite(prices).all():
+            missing = keys[int(np.flatnonzero(~np.isfinite(prices))[0])]
+            raise DataError(
+                f"{cfg.name}: {contract_name(missing)} is targeted on {day:%Y-%m-%d} but has no "
+                "settlement price that day; fix that contract's file or start later"
+            )
         if fut.size == "contracts":
             n = x * units[use]
         else:
@@ -314,7 +320,7 @@ def _rolled_contracts(now_legs, prev_legs) -> set:
         return set()
     out = set()
     for (e_now, _), (e_prev, _) in zip(now_legs, prev_legs, strict=True):
-        out |= {pd.Timestamp(e) for e in e_now + e_prev if not pd.isna(e)}
+        out |= {pd.Timestamp(e) for e in e_now + e_prev if not np.isnat(e)}
     return out
 
 
@@ -376,7 +382,8 @@ def run_futures_backtest(
     held_rows: list[dict] = []
     last = _Decisions()
     for t, day in enumerate(market.matrix.dates):
-        settle = {e: settle_values[t, j] for j, e in enumerate(expiries)}
+        priced = np.flatnonzero(np.isfinite(settle_values[t]))  # listed and settled that day
+        settle = {expiries[j]: settle_values[t, j] for j in priced}
         book.mark(day, settle)
         book.settle_expired(day)
         stop_today = acct.stopped or _margin_call(acct, day, fut.on_margin_call, settle)
