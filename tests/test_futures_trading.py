@@ -412,3 +412,30 @@ def test_a_futures_run_writes_contracts_trades_and_margin(tmp_path):
     assert (out / "equity.png").stat().st_size > 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["margin_calls"] == 1 and metrics["margin_cushion_min"] == 0.0
+
+
+def test_a_futures_sweep_runs_on_the_event_driven_pool(tmp_path):
+    from volbacktest.engine.sweep.execute import ExecutorOptions
+    from volbacktest.engine.sweep.run import run_sweep
+    from volbacktest.engine.sweep.spec import plan_from_mapping
+
+    raw = {
+        "name": "vx_basis_grid",
+        "strategy": {"name": "vx_basis"},
+        "data": SHORT,
+        "execution": {"fill": "next_close", "initial_cash": 1_000_000},
+        "futures": {},
+        "report": {"out_dir": str(tmp_path)},
+        "sweep": {"grid": {"threshold": [0.05, 0.1]}, "rank": {"metric": "sharpe"}, "top": 1},
+    }
+    plan = plan_from_mapping(raw)
+    opts = ExecutorOptions("local", workers=1, start_method="fork", progress=False)
+    out = run_sweep(plan, opts=opts, report=False)
+    assert out.stats[0].ran == 2 and out.stats[0].failed == 0
+    assert out.drift.empty  # no fast path to compare a futures run with
+    ref = run_futures_backtest(_futures_cfg("vx_basis"))
+    row = out.ranking[out.ranking["p.threshold"] == 0.1].iloc[0]
+    assert row["sharpe"] == pytest.approx(ref.metrics["sharpe"], rel=1e-9)
+    fast = ExecutorOptions("vectorised", progress=False)
+    refused = run_sweep(plan, opts=fast, out=tmp_path / "fast", report=False)
+    assert refused.stats[0].failed == 2 and refused.ranking.empty

@@ -71,7 +71,7 @@ def refuse_fast_path(cfg: BacktestConfig) -> None:
         raise ConfigError(
             f"{cfg.name}: the vectorised (fast) path does not trade futures contracts "
             "(variation margin, margin calls and expiries are event-driven); run the sweep on "
-            "the event-driven pool: `volbacktest sweep ... --executor pool`"
+            "the event-driven pool: `volbacktest sweep SWEEP.yaml --executor local` (or dask)"
         )
 
 
