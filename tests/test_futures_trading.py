@@ -439,3 +439,13 @@ def test_a_futures_sweep_runs_on_the_event_driven_pool(tmp_path):
     fast = ExecutorOptions("vectorised", progress=False)
     refused = run_sweep(plan, opts=fast, out=tmp_path / "fast", report=False)
     assert refused.stats[0].failed == 2 and refused.ranking.empty
+
+
+def test_the_python_api_runs_a_futures_config():
+    import volbacktest as vb
+
+    cfg = _futures_cfg("vx_inverse_replica").model_dump(mode="json", exclude={"source_file"})
+    res = vb.run(cfg)
+    assert res.metrics["instrument"] == "VIX futures contracts" and res.metrics["trades"] > 100
+    with pytest.raises(ConfigError, match="data= is not supported"):
+        vb.run(cfg, data={"vix": pd.Series([1.0], index=[pd.Timestamp("2008-01-02")])})
