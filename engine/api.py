@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from volbacktest.engine.errors import ConfigError, require_extra
+from volbacktest.engine.execution.futures import is_futures_run
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig, config_from_mapping, read_yaml
 from volbacktest.engine.inputs.market import Market, market_for
@@ -120,7 +121,14 @@ def _config(config: ConfigLike, user: StrategySpec | None) -> BacktestConfig:
     )
 
 
-def _market(cfg: BacktestConfig, data: Frames | Market | None) -> Market:
+def _market(cfg: BacktestConfig, data: Frames | Market | None) -> Market | None:
+    if is_futures_run(cfg):  # the futures executor reads the settle matrix of data.source
+        if data is not None:
+            raise ConfigError(
+                f"{cfg.name}: data= is not supported for a futures: config (it reads the CFE "
+                "files or the embedded market of data.source); leave data out"
+            )
+        return None
     if isinstance(data, Market):
         data.check_serves(cfg)
         return data

@@ -15,7 +15,7 @@ import difflib
 
 from volbacktest.engine.errors import ConfigError
 
-from . import cooper, ivix, pairs
+from . import cooper, ivix, pairs, vx
 from .base import StrategyParams, StrategySpec
 
 REGISTRY: dict[str, StrategySpec] = {}
@@ -59,6 +59,22 @@ def get(name: str) -> StrategySpec:
 
 def names() -> list[str]:
     return sorted(REGISTRY)
+
+
+def trades_futures(spec: StrategySpec) -> bool:
+    """True when the strategy's default columns are VIX futures roles (it needs ``futures:``)."""
+    assets = spec.make_params().assets()
+    return bool(assets) and all(vx.is_futures_role(a) for a in assets)
+
+
+def share_names() -> list[str]:
+    """Registered strategies that trade datasets (shares, ETNs) on the share executors."""
+    return [n for n in names() if not trades_futures(REGISTRY[n])]
+
+
+def futures_names() -> list[str]:
+    """Registered strategies that trade VIX futures contracts (configs with ``futures:``)."""
+    return [n for n in names() if trades_futures(REGISTRY[n])]
 
 
 register(
@@ -134,4 +150,39 @@ register(
     )
 )
 
-__all__ = ["REGISTRY", "StrategyParams", "StrategySpec", "get", "names", "register"]
+register(
+    StrategySpec(
+        "vx_inverse_replica",
+        vx.InverseReplicaParams,
+        vx.vx_inverse_replica,
+        "VIX futures: -1x the S&P short-term futures index, rolled daily (needs futures:)",
+    )
+)
+register(
+    StrategySpec(
+        "vx_basis",
+        vx.BasisParams,
+        vx.vx_basis,
+        "VIX futures basis: short F1 when (F1-VIX)/days > 0.10, long below -0.10 (needs futures:)",
+    )
+)
+register(
+    StrategySpec(
+        "vx_roll_yield",
+        vx.FuturesRollYieldParams,
+        vx.vx_roll_yield,
+        "Cooper's roll yield on futures: contango short, backwardation long (needs futures:)",
+    )
+)
+
+__all__ = [
+    "REGISTRY",
+    "StrategyParams",
+    "StrategySpec",
+    "futures_names",
+    "get",
+    "names",
+    "register",
+    "share_names",
+    "trades_futures",
+]

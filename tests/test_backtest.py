@@ -45,7 +45,7 @@ def cfg_for(name: str, fill: str = "next_close", **execution):
 
 @pytest.fixture(scope="module")
 def markets():
-    return {n: market_for(cfg_for(n)) for n in strategies.names()}
+    return {n: market_for(cfg_for(n)) for n in strategies.share_names()}
 
 
 def perturb_after(market: Market, t: int, seed: int) -> Market:
@@ -63,7 +63,7 @@ def perturb_after(market: Market, t: int, seed: int) -> Market:
 
 
 @pytest.mark.parametrize("fill", ["next_close", "next_open"])
-@pytest.mark.parametrize("name", strategies.names())
+@pytest.mark.parametrize("name", strategies.share_names())
 @given(t=st.integers(120, 650), seed=st.integers(0, 2**16))  # 694 SSE sessions for the 50ETF
 @settings(
     max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -118,7 +118,7 @@ def test_same_close_trades_on_the_close_it_observes(markets):
 
 @pytest.mark.filterwarnings("ignore::volbacktest.engine.errors.LookAheadWarning")
 @pytest.mark.parametrize("fill", ["next_close", "next_open", "same_close"])
-@pytest.mark.parametrize("name", strategies.names())
+@pytest.mark.parametrize("name", strategies.share_names())
 def test_run_modes_identical(markets, name, fill):
     """Indicator values and results are identical under runonce/preload combinations."""
     cfg = cfg_for(name, fill)

@@ -41,7 +41,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("fill", "setting"), CASES)
-@pytest.mark.parametrize("name", strategies.names())
+@pytest.mark.parametrize("name", strategies.share_names())
 def test_batch_runner_equals_run_backtest(name, fill, setting):
     """Strategies side by side on shared feeds, each with its own broker, give exactly the
     results of separate run_backtest calls (the same config twice in a batch: a shared broker

@@ -86,7 +86,7 @@ def assert_agree(ev, fast, rtol: float) -> None:
 
 @pytest.mark.parametrize("setting", sorted(EXECUTIONS))
 @pytest.mark.parametrize("fill", FILLS)
-@pytest.mark.parametrize("name", strategies.names())
+@pytest.mark.parametrize("name", strategies.share_names())
 def test_fast_path_equals_event_driven_on_embedded_data(name, fill, setting):
     cfg = cfg_for(name, fill, **EXECUTIONS[setting])
     ev, fast = run_both(cfg, market_for(cfg))

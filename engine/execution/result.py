@@ -22,6 +22,8 @@ class BacktestResult:
     market_notes: tuple[str, ...] = ()
     problems: tuple[str, ...] = field(default_factory=tuple)
     provenance: tuple[dict, ...] = ()  # the market's, per dataset (run.json)
+    # futures runs: equity, initial/maintenance margin and notional per day (else None)
+    margin: pd.DataFrame | None = None
 
     @property
     def label(self) -> str:

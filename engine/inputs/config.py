@@ -29,6 +29,7 @@ from volbacktest.engine.errors import ConfigError, LookAheadWarning
 from volbacktest.engine.inputs.chainseries import is_chain_input, parse_input
 from volbacktest.engine.inputs.decision import DecisionPlan
 from volbacktest.engine.inputs.filters import get_filter
+from volbacktest.engine.inputs.futures_config import FuturesConfig, check_instrument
 from volbacktest.strategies import get as registered_strategy
 from volbacktest.strategies.base import StrategyParams, StrategySpec
 
@@ -256,6 +257,8 @@ class BacktestConfig(_Model):
     data: DataConfig = DataConfig()
     execution: ExecutionConfig = ExecutionConfig()
     report: ReportConfig = ReportConfig()
+    # VIX futures traded as contracts (issue 12): runs on engine.execution.futures
+    futures: FuturesConfig | None = None
     source_file: Path | None = Field(None, exclude=True)
     # a strategy of the user's own, not in the registry (set by config_from_mapping(strategy=))
     _user_strategy: StrategySpec | None = PrivateAttr(None)
@@ -288,6 +291,8 @@ class BacktestConfig(_Model):
     def resolved(self) -> dict:
         """The config with every default filled in (strategy params included), YAML-ready."""
         out = self.model_dump(mode="json", exclude={"source_file"})
+        if out.get("futures") is None:
+            out.pop("futures", None)
         out["strategy"]["params"] = self.params.model_dump(mode="json")
         out["filters"] = [
             {"type": f.type, **p.model_dump(mode="json")}
@@ -473,6 +478,7 @@ def config_from_mapping(
         except ValidationError as exc:
             _raise_validation(exc, model, source, prefix=("filters", i))
     _check_chain_inputs(cfg, where)
+    check_instrument(cfg.params.assets(), cfg.futures, where)
     return cfg
 
 

@@ -27,6 +27,7 @@ from volbacktest.engine.errors import require_extra
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import dump_config
 from volbacktest.engine.run.analysis import analyse
+from volbacktest.engine.run.futures_report import plot_futures_equity, write_futures_tables
 from volbacktest.engine.run.html import write_run_page
 from volbacktest.engine.run.outputs import atomic_dir
 from volbacktest.engine.run.provenance import run_record
@@ -319,10 +320,14 @@ def _write_run_files(result: BacktestResult, out: Path) -> None:
     meta["problems"] = list(result.problems)
     (out / "metrics.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     outputs = write_tables(result, out, analysis.trips.trips)
+    if result.margin is not None:  # a futures run: contracts, trades, margin (issue 12)
+        outputs |= write_futures_tables(result, out)
     record = run_record(result, outputs)
     (out / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n", "utf-8")
     rep = result.config.report
-    if rep.plots:
+    if rep.plots and result.margin is not None:  # equity with the margin lines
+        plot_futures_equity(result, out / "equity.png")
+    elif rep.plots:
         plot_equity(result, out / "equity.png")
     if rep.tearsheet:
         plot_tearsheet(result, out / "tearsheet.png", analysis.benchmark)

@@ -14,6 +14,11 @@ from volbacktest.engine.execution.eventdriven import (
     new_cerebro,
     warn_if_look_ahead,
 )
+from volbacktest.engine.execution.futures import (
+    FuturesMarket,
+    is_futures_run,
+    run_futures_backtest,
+)
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig
 from volbacktest.engine.inputs.market import Market, market_for
@@ -24,12 +29,16 @@ log = logging.getLogger(__name__)
 def run_backtest(
     cfg: BacktestConfig,
     *,
-    market: Market | None = None,
+    market: Market | FuturesMarket | None = None,
     runonce: bool = True,
     preload: bool = True,
 ) -> BacktestResult:
-    """Run ``cfg`` on backtrader and return the ledger-based result."""
+    """Run ``cfg`` on backtrader and return the ledger-based result (a ``futures:`` config runs
+    on the futures contract executor, ``engine.execution.futures``)."""
     warn_if_look_ahead(cfg)
+    if is_futures_run(cfg):
+        futures_market = market if isinstance(market, FuturesMarket) else None
+        return run_futures_backtest(cfg, futures_market, runonce=runonce)
     market = market or market_for(cfg)
     cerebro = new_cerebro(cfg.execution, runonce=runonce, preload=preload)
     configure_broker(cerebro.broker, cfg.execution)
