@@ -96,7 +96,14 @@ def reference_put_write(
     return pd.Series(equity, index=dates)
 
 
-def _run(raw: dict):
+def _run(name: str, underlying: str, seed: int, start: str, end: str, options: dict):
+    raw = {
+        "name": name,
+        "strategy": {"name": "put_write", "params": {"underlying": underlying}},
+        "data": {"source": "synthetic", "synthetic": {"seed": seed, "start": start, "end": end}},
+        "execution": {"fill": "same_close", "initial_cash": 1_000_000},
+        "options": options,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # same_close is labelled look-ahead
         return run_backtest(config_from_mapping(raw))
@@ -105,24 +112,20 @@ def _run(raw: dict):
 def test_put_write_on_50etf_like_chains_equals_first_principles():
     start, end = "2014-01-02", "2015-12-31"
     result = _run(
+        "pw_etf50",
+        "etf50",
+        SEED,
+        start,
+        end,
         {
-            "name": "pw_etf50",
-            "strategy": {"name": "put_write", "params": {"underlying": "etf50"}},
-            "data": {
-                "source": "synthetic",
-                "synthetic": {"seed": SEED, "start": start, "end": end},
-            },  # fmt: skip
-            "execution": {"fill": "same_close", "initial_cash": 1_000_000},
-            "options": {
-                "chain": "etf50_options",
-                "fill": {"price": "bid_ask"},
-                "settlement": "physical",
-                "fee_per_contract": 1.6,
-                "underlying_fee": 0.0003,
-                "margin": "sse",
-                "collateral_rate": "chain",
-            },
-        }
+            "chain": "etf50_options",
+            "fill": {"price": "bid_ask"},
+            "settlement": "physical",
+            "fee_per_contract": 1.6,
+            "underlying_fee": 0.0003,
+            "margin": "sse",
+            "collateral_rate": "chain",
+        },
     )
     path = etf50_path(SEED, start, end)
     bars = path.frame
@@ -150,23 +153,19 @@ def test_cboe_put_methodology_on_spx_like_chains():
 
     start, end = "2010-01-04", "2011-12-30"
     result = _run(
+        "pw_spx",
+        "spx",
+        SEED,
+        start,
+        end,
         {
-            "name": "pw_spx",
-            "strategy": {"name": "put_write", "params": {"underlying": "spx"}},
-            "data": {
-                "source": "synthetic",
-                "synthetic": {"seed": SEED, "start": start, "end": end},
-            },  # fmt: skip
-            "execution": {"fill": "same_close", "initial_cash": 1_000_000},
-            "options": {
-                "chain": "spx_options",
-                "contracts": "fractional",
-                "fill": {"price": "mid"},
-                "settlement": "cash",
-                "margin": "cboe",
-                "collateral_rate": "chain",
-            },
-        }
+            "chain": "spx_options",
+            "contracts": "fractional",
+            "fill": {"price": "mid"},
+            "settlement": "cash",
+            "margin": "cboe",
+            "collateral_rate": "chain",
+        },
     )
     market = generate_market(None, SEED, start, end)
     spx = market.frames["spx"]
@@ -202,22 +201,18 @@ def test_put_write_excess_return_against_the_model_variance_premium(seed):
     realised one, in volatility points."""
     start, end = "2005-01-04", "2019-12-31"
     result = _run(
+        "pw_vrp",
+        "etf50",
+        seed,
+        start,
+        end,
         {
-            "name": "pw_vrp",
-            "strategy": {"name": "put_write", "params": {"underlying": "etf50"}},
-            "data": {
-                "source": "synthetic",
-                "synthetic": {"seed": seed, "start": start, "end": end},
-            },  # fmt: skip
-            "execution": {"fill": "same_close", "initial_cash": 1_000_000},
-            "options": {
-                "chain": "etf50_options",
-                "contracts": "fractional",
-                "fill": {"price": "mid"},
-                "settlement": "cash",
-                "collateral_rate": 0.0,
-            },
-        }
+            "chain": "etf50_options",
+            "contracts": "fractional",
+            "fill": {"price": "mid"},
+            "settlement": "cash",
+            "collateral_rate": 0.0,
+        },
     )
     rolls = pd.DatetimeIndex(
         result.transactions.loc[result.transactions["reason"] == "roll", "date"].unique()
@@ -237,7 +232,9 @@ def test_put_write_excess_return_against_the_model_variance_premium(seed):
     # per unit of notional, sqrt(tau) * phi(0) / (2 sigma) * VRP over tau
     sigma = math.sqrt(float(np.mean(v)))
     predicted = math.sqrt(tau) * 0.3989422804014327 / (2 * sigma) * vrp_var
-    print(f"put-write mean monthly excess return {mean:.4%} (SE {se:.4%}, {len(monthly)} months)"
-          f"; model premium {vrp_var:.4f} variance, first-order {predicted:.4%} a month")  # fmt: skip
+    print(
+        f"put-write mean monthly excess {mean:.4%} (SE {se:.4%}, {len(monthly)} months); model "
+        f"premium {vrp_var:.4f} in variance, first-order {predicted:.4%} a month"
+    )
     assert vrp_var > 0
     assert abs(mean - predicted) < 3 * se
