@@ -3,7 +3,9 @@
 The reference is a plain loop over the embedded chain frames (``data.synthetic_chains``), using
 none of the engine's option code: on each roll day it takes the nearest expiry, the highest put
 strike at or below the underlying's close, sells N puts, accrues interest on the cash, marks the
-short puts to the day's mid and settles them at expiry. Equity = initial cash + premium received
+short puts to the day's mid (a put whose strike has left the listed range: Black-Scholes at the
+nearest listed strike's implied volatility, solved here with brentq) and settles them at
+expiry. Equity = initial cash + premium received
 - fees + interest - N * multiplier * mark (or - the settlement value at expiry).
 
 * 50ETF-like chains (SSE): whole contracts sized on the cash, sold at the bid, fee per
@@ -24,6 +26,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.optimize import brentq
+from scipy.stats import norm
 
 from volbacktest.data.synthetic import generate_market
 from volbacktest.data.synthetic_chains import EtfChainParams, etf50_chains, etf50_path
@@ -32,6 +36,27 @@ from volbacktest.engine.inputs.options_chains import SPX_OPTION_PARAMS
 from volbacktest.engine.run.runner import run_backtest
 
 SEED = 7
+
+
+def _bs_put(spot, strike, tau, sigma, rate):
+    d1 = (math.log(spot / strike) + (rate + 0.5 * sigma**2) * tau) / (sigma * math.sqrt(tau))
+    d2 = d1 - sigma * math.sqrt(tau)
+    return strike * math.exp(-rate * tau) * norm.cdf(-d2) - spot * norm.cdf(-d1)
+
+
+def _unlisted_put_mark(puts: pd.DataFrame, strike, spot, tau, rate) -> float:
+    """A held put the day's chain no longer lists: Black-Scholes at the implied volatility of
+    the nearest listed put strike (solved here with brentq)."""
+    listed = puts[puts["mid"] > 0].copy()
+    listed["gap"] = (listed["strike"] - strike).abs()
+    for row in listed.sort_values("gap").head(3).itertuples():
+        try:
+            sigma = brentq(lambda s, r=row: _bs_put(spot, r.strike, tau, s, rate) - r.mid,
+                           1e-4, 5.0, xtol=1e-15, rtol=1e-15)  # fmt: skip
+        except ValueError:
+            continue
+        return _bs_put(spot, strike, tau, sigma, rate)
+    return float("nan")
 
 
 def reference_put_write(
@@ -91,7 +116,12 @@ def reference_put_write(
         elif rows is not None:  # else: no rows that day, the last mid is carried
             today = rows[(rows["expiry"] == expiry) & (rows["cp"] == "P")]
             found = today.loc[np.isclose(today["strike"], strike), "mid"]
-            value = float(found.iloc[0]) if len(found) else value
+            if len(found):
+                value = float(found.iloc[0])
+            else:
+                tau = (expiry - day).days / 365.0
+                model = _unlisted_put_mark(today, strike, close[t], tau, rate)
+                value = model if np.isfinite(model) else value
         equity.append(cash - n * multiplier * value)
     return pd.Series(equity, index=dates)
 

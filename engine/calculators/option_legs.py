@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.calculators.bs import bs_greeks, implied_vol
+from volbacktest.engine.calculators.bs import bs_greeks, bs_price, implied_vol
 
 DAYS_PER_YEAR = 365.0
 
@@ -143,5 +143,35 @@ def deltas(cp, strikes, marks, spot: float, tau_years, rate_cc: float) -> np.nda
             ).delta  # fmt: skip
         out[live] = d
     dead = ~live
-    out[dead] = np.where(call[dead], (spot > strikes[dead]) * 1.0, -(spot < strikes[dead]) * 1.0)
+    itm_call = np.where(spot > strikes[dead], 1.0, 0.0)
+    itm_put = np.where(spot < strikes[dead], -1.0, 0.0)
+    out[dead] = np.where(call[dead], itm_call, itm_put)
     return out
+
+
+def wing_mark(
+    cp: str,
+    strike: float,
+    listed_strikes: np.ndarray,
+    listed_marks: np.ndarray,
+    spot: float,
+    tau_years: float,
+    rate_cc: float,
+) -> float:
+    """Model mark of a contract the day's chain does not list (its strike has left the listed
+    range): Black-Scholes at the implied volatility of the nearest listed strike of the same
+    expiry and type (the smile held flat beyond the listed wing). NaN when no listed strike's
+    volatility can be solved."""
+    k = np.asarray(listed_strikes, float)
+    p = np.asarray(listed_marks, float)
+    ok = np.isfinite(p) & (p > 0)
+    if not ok.any() or not tau_years > 0:
+        return float("nan")
+    order = np.argsort(np.abs(k[ok] - strike))
+    iv = implied_vol(p[ok][order[:3]], spot, k[ok][order[:3]], tau_years, rate_cc=rate_cc,
+                     is_call=cp == "C")  # fmt: skip
+    good = np.flatnonzero(iv.ok)
+    if not good.size:
+        return float("nan")
+    sigma = float(iv.iv[good[0]])
+    return float(bs_price(spot, strike, tau_years, sigma, rate_cc=rate_cc, is_call=cp == "C"))

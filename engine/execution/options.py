@@ -43,6 +43,7 @@ from volbacktest.engine.calculators.option_legs import (
     choose_expiry,
     choose_strike,
     deltas,
+    wing_mark,
 )
 from volbacktest.engine.calculators.options_book import (
     OptionBook,
@@ -185,6 +186,7 @@ class _State:
     events: list = field(default_factory=list)
     statuses: list = field(default_factory=list)
     stale: int = 0
+    model_marks: int = 0
     margin_limited: int = 0
     stopped: bool = False
 
@@ -242,18 +244,28 @@ def _close_options(cfg, st: _State, market, t: int, reason: str) -> None:
 
 
 def _mark(st: _State, market: OptionsMarket, t: int, count_stale: bool = True) -> None:
-    """Mark held contracts to today's rows (the mid, else the close); with ``count_stale`` a
-    missing row or an unmoved quote on a day the underlying moved counts a stale day."""
-    book = st.book
+    """Mark held contracts to today's rows (the mid, else the close). A contract without a row
+    (its strike has left the listed range) gets a model mark (:func:`wing_mark`, counted in
+    ``model_mark_days``), else keeps its last mark; with ``count_stale`` a carried mark or an
+    unmoved quote on a day the underlying moved counts a stale day."""
+    book, c = st.book, market.chain
     lo, hi = market.bounds[t], market.bounds[t + 1]
     moved = t > 0 and market.close[t] != market.close[t - 1]
     for key in book.held():
         row = _row_of(market, lo, hi, key)
-        mark = market.chain["mark"][row] if row >= 0 else float("nan")
+        mark = c["mark"][row] if row >= 0 else float("nan")
+        if row < 0 and lo < hi:
+            same = np.flatnonzero((c["expiry"][lo:hi] == key.expiry.to_datetime64())
+                                  & (c["cp"][lo:hi] == key.cp)) + lo  # fmt: skip
+            rate = market.rate if np.isfinite(market.rate) else 0.0
+            tau = _days_to(key.expiry, market.dates[t]) / DAYS_PER_YEAR
+            mark = wing_mark(key.cp, key.strike, c["strike"][same], c["mark"][same],
+                             market.close[t], tau, rate)  # fmt: skip
+            st.model_marks += count_stale and np.isfinite(mark)
         if not np.isfinite(mark):
             st.stale += count_stale  # no quote today: the last mark is carried
             continue
-        if count_stale and moved and mark == book.marks[key]:
+        if count_stale and row >= 0 and moved and mark == book.marks[key]:
             st.stale += 1  # the quote did not move while the underlying did
         book.mark(key, mark)
 
@@ -422,8 +434,6 @@ def _trade_day(cfg, st: _State, market, t: int, gate: float, rate_coll: float) -
         _open_legs(cfg, st, market, t, gate, rate_coll)
     elif book.shares != st.base_shares and not p.delta_hedge:
         book.trade_shares(day, st.base_shares - book.shares, spot, "assignment_sale")
-    if p.delta_hedge:
-        _hedge(cfg, st, market, t)
 
 
 def run_options_backtest(
@@ -461,6 +471,8 @@ def run_options_backtest(
         if not stop_today and t >= lag:
             _trade_day(cfg, st, market, t, weights[t - lag, 0], rate_coll)
         _mark(st, market, t, count_stale=False)  # contracts traded today: at the day's mark
+        if cfg.params.delta_hedge and not st.stopped and t >= lag and st.base_shares >= 0:
+            _hedge(cfg, st, market, t)
         rows.append(
             {
                 "date": day,
@@ -541,6 +553,7 @@ def _result(cfg, market: OptionsMarket, weights, rows, st: _State) -> BacktestRe
             "assignments": len(book.assignments),
             "assignment_events": book.assignments,
             "stale_mark_days": st.stale,
+            "model_mark_days": st.model_marks,
             "leg_status_days": {
                 str(k): int(v) for k, v in statuses["status"].value_counts().items()
             },

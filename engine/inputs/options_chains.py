@@ -3,8 +3,9 @@
 Importing this module registers chain dataset ``spx_options`` (underlying dataset ``spx`` of
 the embedded US market, ``data.synthetic``): the SPX-like chains of ``data.synthetic_chains``
 priced on that market's variance state, listing the A.M.-settled third-Friday monthlies up to
-:data:`SPX_OPTION_PARAMS` ``monthly_days`` ahead and no weeklies (the option strategies trade
-monthlies; a weekly listing would make a ten-year chain ten times larger). The context's rate
+:data:`SPX_OPTION_PARAMS` ``monthly_days`` ahead on a fixed 5-point strike grid, and no weeklies
+(the option strategies trade monthlies; a weekly listing would make a ten-year chain ten times
+larger). The context's rate
 is the market's constant T-bill rate (``collateral_rate: chain`` earns it). There is no shared
 SPX chain history: ``data.source: shared`` is refused with that reason.
 
@@ -24,7 +25,11 @@ from volbacktest.engine.inputs.chainseries import (
 )
 
 SPX_CHAIN = "spx_options"
-SPX_OPTION_PARAMS = SpxChainParams(weekly_days=0, monthly_days=70)
+# 5-point strikes throughout (the SPX listing near the money), from 2.5 SDs below to 2 above:
+# a fixed step keeps a held strike listed every day, so marks are never carried for lack of a row
+SPX_OPTION_PARAMS = SpxChainParams(
+    weekly_days=0, monthly_days=70, strikes_per_sd=1e6, strike_sd_down=2.5, strike_sd_up=2.0
+)
 
 
 def load_spx_synthetic(seed: int, start, end) -> tuple:
