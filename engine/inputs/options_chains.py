@@ -25,10 +25,12 @@ from volbacktest.engine.inputs.chainseries import (
 )
 
 SPX_CHAIN = "spx_options"
-# 5-point strikes throughout (the SPX listing near the money), from 2.5 SDs below to 2 above:
-# a fixed step keeps a held strike listed every day, so marks are never carried for lack of a row
+# 5-point strikes throughout (the SPX listing near the money), from 2.5 SDs below to 2 above,
+# monthlies up to 45 days out (the front and, from about two weeks before its expiry, the next):
+# a fixed step keeps a held strike listed while it is within the range, and the chain of ten
+# years stays small enough to generate in a few seconds (bench/bench_options.py)
 SPX_OPTION_PARAMS = SpxChainParams(
-    weekly_days=0, monthly_days=70, strikes_per_sd=1e6, strike_sd_down=2.5, strike_sd_up=2.0
+    weekly_days=0, monthly_days=45, strikes_per_sd=1e6, strike_sd_down=2.5, strike_sd_up=2.0
 )
 
 
