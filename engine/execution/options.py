@@ -119,11 +119,10 @@ def options_market(cfg: BacktestConfig) -> OptionsMarket:
     td = chain["trade_date"].to_numpy(dtype="datetime64[ns]")
     keep = (td >= dates[0].to_datetime64()) & (td <= dates[-1].to_datetime64())
     mult = chain["multiplier"].to_numpy(dtype=float)
-    units = np.unique(mult[np.isfinite(mult)])
-    if len(units) == 0:
-        raise DataError(f"{spec.name}: the chain has no contract multiplier")
-    multiplier = float(np.bincount(np.searchsorted(units, mult[np.isfinite(mult)])).argmax())
-    multiplier = float(units[int(multiplier)])
+    listed = pd.Series(mult[keep & np.isfinite(mult)])
+    if listed.empty:
+        raise DataError(f"{spec.name}: no contract with a multiplier in the backtest's window")
+    multiplier = float(listed.mode().iloc[0])  # the standard contract's unit
     odd = keep & (mult != multiplier)
     notes = list(market.notes)
     if odd.any():
@@ -285,8 +284,7 @@ def _margin_call(cfg, st: _State, market, t: int) -> bool:
     before = {k: book.positions[k] for k in book.held()}
     lo, hi = market.bounds[t], market.bounds[t + 1]
     for key, n in before.items():
-        target = book.terms.round_contracts(n * keep) if not book.terms.fractional else n * keep
-        size = target - n
+        size = book.terms.round_contracts(n * keep) - n
         row = _row_of(market, lo, hi, key)
         price, source = _fill(cfg, market, row, np.sign(size)) if row >= 0 else (np.nan, "")
         if not np.isfinite(price):
