@@ -15,7 +15,7 @@ import difflib
 
 from volbacktest.engine.errors import ConfigError
 
-from . import cooper, ivix, pairs, vx
+from . import cooper, ivix, options_income, pairs, vx
 from .base import StrategyParams, StrategySpec
 
 REGISTRY: dict[str, StrategySpec] = {}
@@ -67,9 +67,21 @@ def trades_futures(spec: StrategySpec) -> bool:
     return bool(assets) and all(vx.is_futures_role(a) for a in assets)
 
 
+def trades_options(spec: StrategySpec) -> bool:
+    """True for an options strategy (its params say so; it needs an ``options:`` section)."""
+    return getattr(spec.params_model, "instrument", None) == options_income.INSTRUMENT
+
+
 def share_names() -> list[str]:
     """Registered strategies that trade datasets (shares, ETNs) on the share executors."""
-    return [n for n in names() if not trades_futures(REGISTRY[n])]
+    return [
+        n for n in names() if not trades_futures(REGISTRY[n]) and not trades_options(REGISTRY[n])
+    ]
+
+
+def options_names() -> list[str]:
+    """Registered strategies that trade listed options (configs with ``options:``)."""
+    return [n for n in names() if trades_options(REGISTRY[n])]
 
 
 def futures_names() -> list[str]:
@@ -174,15 +186,41 @@ register(
         "Cooper's roll yield on futures: contango short, backwardation long (needs futures:)",
     )
 )
+register(
+    StrategySpec(
+        "put_write",
+        options_income.PutWriteParams,
+        options_income.option_program,
+        "options: sell the one-month ATM put each roll, cash-collateralised (Cboe PUT rule)",
+    )
+)
+register(
+    StrategySpec(
+        "covered_call",
+        options_income.CoveredCallParams,
+        options_income.option_program,
+        "options: hold the underlying, sell the one-month call at or above it (Cboe BXM rule)",
+    )
+)
+register(
+    StrategySpec(
+        "short_strangle",
+        options_income.ShortStrangleParams,
+        options_income.option_program,
+        "options: sell a delta-chosen put and call each roll, optional daily delta hedge",
+    )
+)
 
 __all__ = [
     "REGISTRY",
     "StrategyParams",
     "StrategySpec",
     "futures_names",
+    "options_names",
     "get",
     "names",
     "register",
     "share_names",
     "trades_futures",
+    "trades_options",
 ]

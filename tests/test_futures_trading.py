@@ -402,11 +402,11 @@ def test_a_futures_run_writes_contracts_trades_and_margin(tmp_path):
 
     res = _run(_hand_config(-10, 60_000.0), _hand_market(MARGIN_DAYS))
     out = write_run(res, tmp_path)
-    contracts = pd.read_csv(out / "contracts.csv", comment="#", index_col="date")
+    contracts = pd.read_csv(out / "contracts.csv", index_col="date")
     assert contracts["VXF20 (2020-01-22)"].tolist() == [-10, -10, -7, -7]
-    trades = pd.read_csv(out / "trades.csv", comment="#")
+    trades = pd.read_csv(out / "trades.csv")
     assert trades["reason"].tolist() == ["signal", "margin_call"]
-    margin = pd.read_csv(out / "margin.csv", comment="#", index_col="date")
+    margin = pd.read_csv(out / "margin.csv", index_col="date")
     assert margin["maintenance_margin"].tolist() == [50_000, 50_000, 35_000, 35_000]
     assert margin["cushion"].min() == 0.0
     assert (out / "equity.png").stat().st_size > 0

@@ -182,9 +182,9 @@ def test_round_trips_worked_by_hand():
 def _reconcile_from_disk(folder: Path) -> None:
     """sum(round-trip P&L) == total P&L − the open lots' unrealised P&L, all read back from the
     files (the open lots' cost from transactions.csv, marked with positions.csv)."""
-    tx = pd.read_csv(folder / "transactions.csv", comment="#", parse_dates=["date"])
+    tx = pd.read_csv(folder / "transactions.csv", parse_dates=["date"])
     trips = pd.read_csv(folder / "round_trips.csv", parse_dates=["entry_date", "exit_date"])
-    positions = pd.read_csv(folder / "positions.csv", comment="#", index_col="date")
+    positions = pd.read_csv(folder / "positions.csv", index_col="date")
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
     cash0 = float(config["execution"]["initial_cash"])

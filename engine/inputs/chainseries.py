@@ -104,17 +104,26 @@ def _ensure_registered() -> None:
 
 
 # modules whose import registers chain datasets / series (appended by each capability)
-REGISTERING_MODULES: list[str] = ["volbacktest.engine.inputs.options_series"]
+REGISTERING_MODULES: list[str] = [
+    "volbacktest.engine.inputs.options_series",
+    "volbacktest.engine.inputs.options_chains",
+]
 
 
-def load_chain(chain: str, data_cfg) -> tuple[pd.DataFrame, ChainContext]:
-    """The whole chain history of ``chain`` from the configured source (cached in-process)."""
+def chain_dataset(chain: str) -> ChainDatasetSpec:
+    """The registered chain dataset ``chain`` (ConfigError listing the valid names if none)."""
     _ensure_registered()
     spec = CHAIN_DATASETS.get(chain)
     if spec is None:
         raise ConfigError(
             f"unknown option-chain dataset {chain!r}; valid: {sorted(CHAIN_DATASETS)}"
         )
+    return spec
+
+
+def load_chain(chain: str, data_cfg) -> tuple[pd.DataFrame, ChainContext]:
+    """The whole chain history of ``chain`` from the configured source (cached in-process)."""
+    spec = chain_dataset(chain)
     if data_cfg.source == "synthetic":
         if spec.load_synthetic is None:
             raise ConfigError(

@@ -30,6 +30,7 @@ from volbacktest.engine.inputs.chainseries import is_chain_input, parse_input
 from volbacktest.engine.inputs.decision import DecisionPlan
 from volbacktest.engine.inputs.filters import get_filter
 from volbacktest.engine.inputs.futures_config import FuturesConfig, check_instrument
+from volbacktest.engine.inputs.options_config import OptionsConfig, check_options_instrument
 from volbacktest.strategies import get as registered_strategy
 from volbacktest.strategies.base import StrategyParams, StrategySpec
 
@@ -259,6 +260,8 @@ class BacktestConfig(_Model):
     report: ReportConfig = ReportConfig()
     # VIX futures traded as contracts (issue 12): runs on engine.execution.futures
     futures: FuturesConfig | None = None
+    # listed options traded as contracts (issue 13): runs on engine.execution.options
+    options: OptionsConfig | None = None
     source_file: Path | None = Field(None, exclude=True)
     # a strategy of the user's own, not in the registry (set by config_from_mapping(strategy=))
     _user_strategy: StrategySpec | None = PrivateAttr(None)
@@ -293,6 +296,8 @@ class BacktestConfig(_Model):
         out = self.model_dump(mode="json", exclude={"source_file"})
         if out.get("futures") is None:
             out.pop("futures", None)
+        if out.get("options") is None:
+            out.pop("options", None)
         out["strategy"]["params"] = self.params.model_dump(mode="json")
         out["filters"] = [
             {"type": f.type, **p.model_dump(mode="json")}
@@ -479,6 +484,7 @@ def config_from_mapping(
             _raise_validation(exc, model, source, prefix=("filters", i))
     _check_chain_inputs(cfg, where)
     check_instrument(cfg.params.assets(), cfg.futures, where)
+    check_options_instrument(cfg.params, cfg.options, where)
     return cfg
 
 

@@ -19,6 +19,11 @@ from volbacktest.engine.execution.futures import (
     is_futures_run,
     run_futures_backtest,
 )
+from volbacktest.engine.execution.options import (
+    OptionsMarket,
+    is_options_run,
+    run_options_backtest,
+)
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig
 from volbacktest.engine.inputs.market import Market, market_for
@@ -29,16 +34,20 @@ log = logging.getLogger(__name__)
 def run_backtest(
     cfg: BacktestConfig,
     *,
-    market: Market | FuturesMarket | None = None,
+    market: Market | FuturesMarket | OptionsMarket | None = None,
     runonce: bool = True,
     preload: bool = True,
 ) -> BacktestResult:
     """Run ``cfg`` on backtrader and return the ledger-based result (a ``futures:`` config runs
-    on the futures contract executor, ``engine.execution.futures``)."""
+    on the futures contract executor, ``engine.execution.futures``, an ``options:`` config on the
+    options executor, ``engine.execution.options``)."""
     warn_if_look_ahead(cfg)
     if is_futures_run(cfg):
         futures_market = market if isinstance(market, FuturesMarket) else None
         return run_futures_backtest(cfg, futures_market, runonce=runonce)
+    if is_options_run(cfg):
+        options_market = market if isinstance(market, OptionsMarket) else None
+        return run_options_backtest(cfg, options_market, runonce=runonce)
     market = market or market_for(cfg)
     cerebro = new_cerebro(cfg.execution, runonce=runonce, preload=preload)
     configure_broker(cerebro.broker, cfg.execution)

@@ -17,6 +17,7 @@ import numpy as np
 
 from volbacktest.engine.execution.eventdriven import run_key
 from volbacktest.engine.execution.futures import refuse_fast_path
+from volbacktest.engine.execution.options import refuse_fast_path as refuse_options
 from volbacktest.engine.execution.vectorised import MarketArrays, simulate
 
 from .metrics import grid_metrics, metric_rows
@@ -50,6 +51,7 @@ def _run_group(
     key = run_key(combos[0].config)
     try:
         refuse_fast_path(cfg0)  # futures contracts run on the event-driven pool only
+        refuse_options(cfg0)  # so do listed options
         arrays = arrays_by_key.get(key)
         if arrays is None:
             arrays = MarketArrays.from_market(markets.get(cfg0), cfg0.plan)
