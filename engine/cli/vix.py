@@ -369,21 +369,29 @@ def _policy_report(chain, res) -> list[dict]:
     return both.reset_index().to_dict("records") if not both.empty else []
 
 
+def _check_outputs(args) -> None:
+    """Every output file is writable (and new, unless --overwrite) and no two are the same."""
+    from volbacktest.engine.run.outputs import check_output_file
+
+    seen: dict[Path, str] = {}
+    for flag, path in (("--out", args.out), ("--terms", args.terms)) + (
+        ("--policy-report", args.policy_report),
+    ):
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            raise ConfigError(f"{flag} {path} is the {seen[key]} file; give another file")
+        seen[key] = flag
+        check_output_file(path, flag, overwrite=args.overwrite)
+
+
 def run(args) -> int:
-    from volbacktest.engine.run.outputs import atomic_file, check_output_file
+    from volbacktest.engine.run.outputs import atomic_file
 
     if args.out is None:
         args.out = default_out(args)
-    check_output_file(args.out, "--out", overwrite=args.overwrite)  # before any work
-    if args.terms is not None:
-        if Path(args.terms).resolve() == Path(args.out).resolve():
-            raise ConfigError(f"--terms {args.terms} is the --out file; give another file")
-        check_output_file(args.terms, "--terms", overwrite=args.overwrite)
-    if args.policy_report is not None:
-        for other, flag in ((args.out, "--out"), (args.terms, "--terms")):
-            if other is not None and Path(args.policy_report).resolve() == Path(other).resolve():
-                raise ConfigError(f"--policy-report {args.policy_report} is the {flag} file")
-        check_output_file(args.policy_report, "--policy-report", overwrite=args.overwrite)
+    _check_outputs(args)  # before any work
     check_inputs(args)
     table, terms = compute(args)
     with atomic_file(args.out) as tmp:

@@ -454,9 +454,7 @@ def _assemble(
     for note in notes:
         log.info(note)
     setting = str(data_cfg.warmup)
-    return Market(
-        calendar, out, tuple(tradable), source, tuple(notes), warm, setting, tuple(prov)
-    )
+    return Market(calendar, out, tuple(tradable), source, tuple(notes), warm, setting, tuple(prov))
 
 
 def market_for(
