@@ -84,6 +84,15 @@ def test_no_look_ahead(markets, name, fill, t, seed):
     pd.testing.assert_frame_equal(before.reset_index(drop=True), after.reset_index(drop=True))
 
 
+def test_holdings_columns_are_named_alike_with_and_without_fills(markets):
+    """A run whose fills start after bar t and one without fills compare equal up to t: the
+    holdings' column axis has no name either way (a Hypothesis draw of the look-ahead test on
+    ou_pairs found 'symbol' against None)."""
+    res = run_backtest(cfg_for("vratio"), market=markets["vratio"])
+    assert len(res.transactions) and res.holdings.columns.name is None
+    assert list(res.holdings.columns) == list(res.config.plan.assets())
+
+
 def test_same_close_trades_on_the_close_it_observes(markets):
     """same_close (warned, labelled) trades on the close its decision observed: raising VIX3M on
     one bar t flips VRatio's decision on t, and the same_close run trades at t's own close; the

@@ -130,6 +130,7 @@ def collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
         cash_flow = (flow["value"] - flow["commission"]).reindex(cal, fill_value=0.0)
         shares = tx.pivot_table(index="date", columns="symbol", values="size", aggfunc="sum")
         shares = shares.reindex(index=cal, columns=assets).fillna(0.0).cumsum()
+        shares = shares.rename_axis(columns=None)  # as without fills: no 'symbol' axis name
     else:
         cash_flow = pd.Series(0.0, index=cal)
         shares = pd.DataFrame(0.0, index=cal, columns=assets)
