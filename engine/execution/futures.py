@@ -22,7 +22,7 @@ settle. Trades fill at the settlement price (Cboe's trade-at-settlement orders e
 Cash earns nothing: returns are excess returns, like the S&P index's ER series.
 
 Only the event-driven path runs futures: the vectorised sweep path refuses them
-(:func:`refuse_fast_path`).
+(:func:`engine.execution.instruments.refuse_fast_path`).
 """
 
 from __future__ import annotations
@@ -50,6 +50,11 @@ from volbacktest.engine.calculators.futures_curve import (
     futures_index,
 )
 from volbacktest.engine.errors import ConfigError, DataError
+from volbacktest.engine.execution.instruments import (
+    bar_by_bar_weights,
+    end_of_day_lag,
+    instrument,
+)
 from volbacktest.engine.execution.metrics import finite_or_none, performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig
@@ -62,17 +67,7 @@ CURVE_INPUTS = ("f1", "f2", "f3", "f4", "bdays1", "bdays2", "cdays1", "cdays2", 
 
 def is_futures_run(cfg: BacktestConfig) -> bool:
     """A run trades futures contracts when its config has a ``futures:`` section."""
-    return cfg.futures is not None
-
-
-def refuse_fast_path(cfg: BacktestConfig) -> None:
-    """The vectorised executor trades shares; a futures config is refused with the way out."""
-    if is_futures_run(cfg):
-        raise ConfigError(
-            f"{cfg.name}: the vectorised (fast) path does not trade futures contracts "
-            "(variation margin, margin calls and expiries are event-driven); run the sweep on "
-            "the event-driven pool: `volbacktest sweep SWEEP.yaml --executor local` (or dask)"
-        )
+    return instrument(cfg) == "futures"
 
 
 # --------------------------------------------------------------------------- market
@@ -191,15 +186,6 @@ def role_legs(role: str, market: FuturesMarket, days_before_expiry: int) -> Role
 
 
 # --------------------------------------------------------------------------- executor
-
-
-def _lag(cfg: BacktestConfig) -> int:
-    if cfg.execution.fill.uses_open:
-        raise ConfigError(
-            f"{cfg.name}: execution.fill next_open: VIX futures are traded at the daily "
-            "settlement price here (the CFE files carry settles); use next_close or same_close"
-        )
-    return cfg.execution.fill.lag
 
 
 @dataclass
@@ -348,15 +334,6 @@ def _decide_and_trade(cfg, acct, last: _Decisions, w_row, legs, t, day, settle) 
     last.legs = now_legs
 
 
-def bar_by_bar_weights(plan, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    """The decisions evaluated as a per-bar ``next()`` would: row t from the inputs up to t
-    only (quadratic; the identity test against the whole-array evaluation uses it)."""
-    n = len(next(iter(inputs.values())))
-    return np.vstack(
-        [plan.weights({k: v[: t + 1] for k, v in inputs.items()})[-1] for t in range(n)]
-    )
-
-
 def run_futures_backtest(
     cfg: BacktestConfig, market: FuturesMarket | None = None, *, runonce: bool = True
 ):
@@ -368,7 +345,7 @@ def run_futures_backtest(
     fut = cfg.futures
     if fut is None:
         raise ConfigError(f"{cfg.name}: no futures: section; use run_backtest")
-    lag = _lag(cfg)
+    lag = end_of_day_lag(cfg)
     roles = _checked_roles(cfg)
     market = market or futures_market(cfg)
     plan = cfg.plan

@@ -52,6 +52,11 @@ from volbacktest.engine.calculators.options_book import (
     mark_prices,
 )
 from volbacktest.engine.errors import ConfigError, DataError
+from volbacktest.engine.execution.instruments import (
+    bar_by_bar_weights,
+    end_of_day_lag,
+    instrument,
+)
 from volbacktest.engine.execution.metrics import finite_or_none, performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.chainseries import CHAIN_DATASETS, chain_dataset, load_chain
@@ -60,17 +65,8 @@ from volbacktest.engine.inputs.market import market_for
 
 
 def is_options_run(cfg: BacktestConfig) -> bool:
-    return cfg.options is not None
-
-
-def refuse_fast_path(cfg: BacktestConfig) -> None:
-    """The vectorised executor trades shares; an options config is refused with the way out."""
-    if is_options_run(cfg):
-        raise ConfigError(
-            f"{cfg.name}: the vectorised (fast) path does not trade options (premiums, "
-            "expiries, assignment and margin calls are event-driven); run it with `volbacktest "
-            "run`, or the sweep on the event-driven pool: `volbacktest sweep ... --executor pool`"
-        )
+    """A run trades listed options when its config has an ``options:`` section."""
+    return instrument(cfg) == "options"
 
 
 # --------------------------------------------------------------------------- market
@@ -200,15 +196,6 @@ def _collateral_rate(cfg: BacktestConfig, market: OptionsMarket) -> float:
             )
         return market.rate
     return float(rate)
-
-
-def _lag(cfg: BacktestConfig) -> int:
-    if cfg.execution.fill.uses_open:
-        raise ConfigError(
-            f"{cfg.name}: execution.fill next_open: the option chains are end-of-day quotes; "
-            "use same_close (decide and fill at the day's quotes) or next_close"
-        )
-    return cfg.execution.fill.lag
 
 
 def _row_of(market: OptionsMarket, lo: int, hi: int, key: OptionKey) -> int:
@@ -440,12 +427,11 @@ def run_options_backtest(
     """Run ``cfg`` (with an ``options:`` section) session by session on the option book.
 
     ``runonce=False`` evaluates the gate bar by bar on growing prefixes of the inputs
-    (``futures.bar_by_bar_weights``): same results for a causal, prefix-stable strategy."""
+    (:func:`engine.execution.instruments.bar_by_bar_weights`): same results for a causal,
+    prefix-stable strategy."""
     if cfg.options is None:
         raise ConfigError(f"{cfg.name}: no options: section; use run_backtest")
-    from volbacktest.engine.execution.futures import bar_by_bar_weights
-
-    lag = _lag(cfg)
+    lag = end_of_day_lag(cfg)
     market = market or options_market(cfg)
     plan = cfg.plan
     weights = plan.weights(market.inputs) if runonce else bar_by_bar_weights(plan, market.inputs)

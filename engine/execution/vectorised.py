@@ -36,9 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.execution.futures import refuse_fast_path
+from volbacktest.engine.execution.instruments import refuse_fast_path
 from volbacktest.engine.execution.metrics import performance_metrics
-from volbacktest.engine.execution.options import refuse_fast_path as refuse_options
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.execution.sizing import CostModel, order_legs, order_sizes
 from volbacktest.engine.inputs.config import BacktestConfig, ExecutionConfig
@@ -491,7 +490,6 @@ def result_from_weights(
 def fast_backtest(cfg: BacktestConfig, market: Market | None = None):
     """``run_backtest`` through the vectorised simulator (same result, no backtrader)."""
     refuse_fast_path(cfg)
-    refuse_options(cfg)
     if market is None:
         market = market_for(cfg)
     arrays = MarketArrays.from_market(market, cfg.plan)

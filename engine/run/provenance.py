@@ -95,10 +95,16 @@ def run_record(result, outputs: dict[str, str] | None = None) -> dict:
     }
 
 
+NO_SHARE_MARKET = (
+    "a futures or options sweep: its executor reads its own settle matrix or chain, whose files "
+    "are not hashed here"
+)
+
+
 def sweep_record(base, market, spec: dict) -> dict:
     """The provenance a sweep's store records once (``meta`` key ``provenance``, and
     ``run.json`` beside it): environment, the base config (resolved, hashed), the sweep spec and
-    the datasets of the base config's market."""
+    the datasets of the base config's market (``market`` None: a contract executor's run)."""
     resolved = base.resolved()
     return {
         "sweep": base.name,
@@ -108,6 +114,6 @@ def sweep_record(base, market, spec: dict) -> dict:
         "config_sha256": config_hash(resolved),
         "config": resolved,
         "sweep_spec": spec,
-        "datasets": list(market.provenance),
-        "notes": list(market.notes),
+        "datasets": list(market.provenance) if market is not None else [],
+        "notes": list(market.notes) if market is not None else [NO_SHARE_MARKET],
     }

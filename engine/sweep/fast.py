@@ -16,8 +16,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from volbacktest.engine.execution.eventdriven import run_key
-from volbacktest.engine.execution.futures import refuse_fast_path
-from volbacktest.engine.execution.options import refuse_fast_path as refuse_options
+from volbacktest.engine.execution.instruments import refuse_fast_path
 from volbacktest.engine.execution.vectorised import MarketArrays, simulate
 
 from .metrics import grid_metrics, metric_rows
@@ -50,8 +49,7 @@ def _run_group(
     cfg0 = combos[0].config
     key = run_key(combos[0].config)
     try:
-        refuse_fast_path(cfg0)  # futures contracts run on the event-driven pool only
-        refuse_options(cfg0)  # so do listed options
+        refuse_fast_path(cfg0)  # futures and options run on the event-driven pool only
         arrays = arrays_by_key.get(key)
         if arrays is None:
             arrays = MarketArrays.from_market(markets.get(cfg0), cfg0.plan)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from volbacktest.engine.execution.eventdriven import run_key
-from volbacktest.engine.execution.futures import is_futures_run
+from volbacktest.engine.execution.instruments import trades_contracts
 from volbacktest.engine.inputs.config import BacktestConfig
 from volbacktest.engine.inputs.market import Market, market_for
 
@@ -70,8 +70,8 @@ class MarketCache:
         self._max = max_items
 
     def get(self, cfg: BacktestConfig) -> Market | None:
-        if is_futures_run(cfg):
-            return None  # the futures executor reads its own settle matrix
+        if trades_contracts(cfg):
+            return None  # the futures and options executors read their own markets
         key = run_key(cfg, broker=False)
         market = self._items.get(key)
         if market is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.execution.futures import is_futures_run
+from volbacktest.engine.execution.instruments import trades_contracts
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.execution.vectorised import fast_backtest
 from volbacktest.engine.run.compare import write_sweep_report
@@ -64,7 +64,7 @@ def drift_check(
     rows = []
     for run_id, ev in results:
         cfg = ev.config
-        if is_futures_run(cfg):  # futures contracts have no fast path to compare with
+        if trades_contracts(cfg):  # futures and options have no fast path to compare with
             continue
         fast = fast_backtest(cfg, markets.get(cfg))
         a = ev.equity.to_numpy()
