@@ -398,6 +398,14 @@ def _walkforward_sections(wf, out: Path) -> list[str]:
     ]
 
 
+def _overfitting_section(stats) -> str:
+    parts = [_p(stats.verdict(), "ok" if stats.significant else "warn")]
+    parts += [_p(f"best run on the edge of the grid: {w}", "warn") for w in stats.boundary]
+    table = pd.DataFrame(stats.rows(), columns=["statistic", "value"])
+    parts.append(_table(table, index=False))
+    return _section("Selection bias: PSR, DSR and PBO", *parts)
+
+
 def write_sweep_report(
     plan,
     frame: pd.DataFrame,
@@ -407,8 +415,13 @@ def write_sweep_report(
     drift: pd.DataFrame | None = None,
     walkforward=None,
     tearsheets: bool = True,
+    overfitting=None,
 ) -> Path:
-    """The sweep's report: ranking, drift check, parameter views, walk-forward, top runs."""
+    """The sweep's report: ranking, drift check, parameter views, walk-forward, top runs.
+
+    ``overfitting``: an object with ``rows()`` ((label, value) pairs), ``verdict()`` and
+    ``boundary`` (warnings), as ``engine.sweep.overfit.OverfitStats``; shown as its own
+    section."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metric = plan.spec.rank.metric
@@ -424,11 +437,15 @@ def write_sweep_report(
     ]
     if walkforward is not None:
         lead += _walkforward_sections(walkforward, out)
+    if overfitting is not None:
+        lead.append(_overfitting_section(overfitting))
     if len(ok):
         asc = not plan.spec.rank.maximise
         best = ok.sort_values([metric, "idx"], ascending=[asc, True]).head(20)
         cols = [c for c in best.columns if c.startswith("p.")] + [
-            m for m in ("sharpe", "cagr", "max_drawdown", "calmar", "trades") if m in best
+            m
+            for m in ("sharpe", "psr", "dsr", "cagr", "max_drawdown", "calmar", "trades")
+            if m in best
         ]
         if metric not in cols:
             cols.append(metric)

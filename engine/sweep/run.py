@@ -22,6 +22,7 @@ from volbacktest.engine.run.compare import write_sweep_report
 from volbacktest.engine.run.runner import run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, check_executor, execute
+from .overfit import OverfitStats, sweep_statistics, write_statistics
 from .records import STATUS_OK, MarketCache, params_of_row
 from .spec import SweepPlan
 from .store import ResultsStore
@@ -41,6 +42,7 @@ class SweepOutcome:
     drift: pd.DataFrame  # one row per top run
     walkforward: WalkForwardResult | None
     report: Path | None
+    overfitting: OverfitStats | None = None  # PSR/DSR/PBO of the main segment
 
     @property
     def drifted(self) -> bool:
@@ -125,12 +127,16 @@ def run_sweep(
         if plan.split is not None:
             wf = run_walkforward(plan, store, opts, markets=markets)
             stats = wf.stats
-            frame = store.frame(wf.windows["window"].iloc[0])
+            segment = wf.windows["window"].iloc[0]
         else:
             stats = (execute(plan, store, opts, markets=markets),)
-            frame = store.frame("")
+            segment = ""
+        frame = store.frame(segment)
         rank = plan.spec.rank
         ranking = rank_frame(frame, rank.metric, rank.maximise)
+        overfitting, ranking = sweep_statistics(plan, store, segment, ranking)
+        write_statistics(overfitting, folder)
+        frame = frame.join(ranking[["psr", "dsr"]], how="left")
         n_top = plan.spec.top if top is None else top
         top_results = []
         overrides = wf.windows.iloc[0] if wf is not None else None
@@ -158,6 +164,7 @@ def run_sweep(
                 drift=drift,
                 walkforward=wf,
                 tearsheets=tearsheets,
+                overfitting=overfitting,
             )
     finally:
         store.close()
@@ -171,4 +178,5 @@ def run_sweep(
         drift,
         wf,
         report_path,
+        overfitting,
     )

@@ -5,6 +5,12 @@ Tables (query them with any SQLite client)::
     runs       run_id (primary key), idx, segment, params (JSON), status ('ok' | 'failed'),
                error, detail, executor, elapsed_s, finished_at, and one REAL column per metric
     returns    run_id, calendar_id, data (little-endian float64 daily returns)
+    moments    run_id, n_obs, data (little-endian float64 ``block_sums`` of the returns: S
+               block sums of r and of r^2, then the sums of r^3 and r^4; S = ``blocks`` in
+               meta): what the overfitting statistics need, kept for every finished run
+    accum      segment, n, data: the sum over finished runs of their demeaned unit-length
+               return series (the mean pairwise correlation of the runs follows from it),
+               committed in the same transaction as the runs it sums
     calendars  calendar_id, n, first, last, dates (little-endian int64 ns)
     meta       key, value (sweep fingerprint, name, spec, created)
 
@@ -27,6 +33,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from volbacktest.engine.calculators.overfitting import (
+    DEFAULT_BLOCKS,
+    block_sums,
+    unit_deviations,
+)
 from volbacktest.engine.errors import ConfigError
 
 from .metrics import METRIC_NAMES
@@ -60,6 +71,14 @@ CREATE TABLE IF NOT EXISTS returns (
     run_id TEXT PRIMARY KEY REFERENCES runs (run_id),
     calendar_id TEXT NOT NULL REFERENCES calendars (calendar_id),
     data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS moments (
+    run_id TEXT PRIMARY KEY REFERENCES runs (run_id),
+    n_obs INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS accum (
+    segment TEXT PRIMARY KEY, n INTEGER NOT NULL, n_obs INTEGER NOT NULL, data BLOB NOT NULL
 );
 """
 
@@ -100,6 +119,9 @@ class ResultsStore:
             r[0] for r in self._con.execute("SELECT calendar_id FROM calendars")
         }
         self._uncommitted = 0
+        blocks = self.meta("blocks")
+        self.blocks = int(blocks) if blocks is not None else DEFAULT_BLOCKS
+        self._accum: dict[str, list] = {}  # segment -> [n, n_obs, unit sum], dirty ones only
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
@@ -135,6 +157,7 @@ class ResultsStore:
                 name=name,
                 created=_now(),
                 schema=SCHEMA_VERSION,
+                blocks=store.blocks,
                 spec=json.dumps(spec or {}, default=str),
             )
         return store
@@ -203,7 +226,45 @@ class ResultsStore:
             )
         else:
             self._con.execute("DELETE FROM returns WHERE run_id = ?", (rec.run_id,))
+        self._add_moments(rec)
         self._uncommitted += 1
+
+    def _add_moments(self, rec: RunRecord) -> None:
+        r = None if rec.returns is None else np.asarray(rec.returns, dtype=np.float64)
+        if not rec.ok or r is None or len(r) < self.blocks or not np.isfinite(r).all():
+            self._con.execute("DELETE FROM moments WHERE run_id = ?", (rec.run_id,))
+            return
+        self._con.execute(
+            "INSERT INTO moments (run_id, n_obs, data) VALUES (?, ?, ?) ON CONFLICT (run_id) "
+            "DO UPDATE SET n_obs = excluded.n_obs, data = excluded.data",
+            (rec.run_id, len(r), block_sums(r, self.blocks).astype("<f8").tobytes()),
+        )
+        acc = self._accum.get(rec.segment)
+        if acc is None:
+            acc = self._load_accum(rec.segment, len(r))
+            self._accum[rec.segment] = acc
+        if acc[1] != len(r):  # runs of a segment share one calendar; anything else is skipped
+            log.debug("run %s has %d returns, its segment %d", rec.run_id, len(r), acc[1])
+            return
+        acc[0] += 1
+        acc[2] += unit_deviations(r)
+
+    def _load_accum(self, segment: str, n_obs: int) -> list:
+        row = self._con.execute(
+            "SELECT n, n_obs, data FROM accum WHERE segment = ?", (segment,)
+        ).fetchone()
+        if row is None:
+            return [0, n_obs, np.zeros(n_obs)]
+        return [int(row[0]), int(row[1]), np.frombuffer(row[2], dtype="<f8").copy()]
+
+    def _flush_accum(self) -> None:
+        for segment, (n, n_obs, u) in self._accum.items():
+            self._con.execute(
+                "INSERT INTO accum (segment, n, n_obs, data) VALUES (?, ?, ?, ?) ON CONFLICT "
+                "(segment) DO UPDATE SET n = excluded.n, n_obs = excluded.n_obs, "
+                "data = excluded.data",
+                (segment, n, n_obs, np.asarray(u, dtype="<f8").tobytes()),
+            )
 
     def add_many(self, records: Iterable[RunRecord]) -> None:
         for rec in records:
@@ -212,6 +273,7 @@ class ResultsStore:
 
     def commit(self) -> None:
         if self._uncommitted:
+            self._flush_accum()
             self._con.commit()
             self._uncommitted = 0
 
@@ -221,11 +283,11 @@ class ResultsStore:
 
     # -- reading ----------------------------------------------------------------------------
     @staticmethod
-    def _filter(segment: str | None, status: str | None) -> tuple[str, list]:
+    def _filter(segment: str | None, status: str | None, table: str = "") -> tuple[str, list]:
         sql, args = " WHERE 1 = 1", []
         for column, value in (("segment", segment), ("status", status)):
             if value is not None:
-                sql += f" AND {column} = ?"
+                sql += f" AND {table}{column} = ?"
                 args.append(value)
         return sql, args
 
@@ -264,6 +326,35 @@ class ResultsStore:
         values = np.frombuffer(row[0], dtype="<f8")
         dates = pd.DatetimeIndex(np.frombuffer(row[1], dtype="<i8").astype("datetime64[ns]"))
         return pd.Series(values, index=dates, name=run_id)
+
+    def moments(self, segment: str | None = None) -> tuple[pd.Index, np.ndarray, int]:
+        """Run ids, their ``block_sums`` (one column per run) and the common number of
+        returns, for the finished runs of ``segment`` (those of the most frequent length)."""
+        where, args = self._filter(segment, STATUS_OK, "r.")
+        rows = self._con.execute(
+            "SELECT r.run_id, m.n_obs, m.data FROM runs r JOIN moments m USING (run_id)"
+            + where
+            + " ORDER BY r.segment, r.idx",
+            args,
+        ).fetchall()
+        if not rows:
+            return pd.Index([], name="run_id"), np.zeros((2 * self.blocks + 2, 0)), 0
+        lengths = pd.Series([r[1] for r in rows])
+        n_obs = int(lengths.mode().iloc[0])
+        keep = [r for r in rows if r[1] == n_obs]
+        data = np.frombuffer(b"".join(r[2] for r in keep), dtype="<f8")
+        sums = data.reshape(len(keep), 2 * self.blocks + 2).T
+        return pd.Index([r[0] for r in keep], name="run_id"), sums, n_obs
+
+    def correlation_sum(self, segment: str = "") -> tuple[int, np.ndarray | None]:
+        """(runs summed, sum of their unit deviations) of ``segment`` as committed."""
+        self.commit()
+        row = self._con.execute(
+            "SELECT n, data FROM accum WHERE segment = ?", (segment,)
+        ).fetchone()
+        if row is None:
+            return 0, None
+        return int(row[0]), np.frombuffer(row[1], dtype="<f8")
 
     def returns_blobs(self) -> dict[str, bytes]:
         """run id -> raw returns bytes (to compare two stores bit for bit)."""
