@@ -215,7 +215,7 @@ def test_grid_metrics_equal_performance_metrics():
 
 # --------------------------------------------------------------------------- store
 def test_store_holds_each_run_once_and_refuses_to_mix(tmp_path):
-    plan = plan_from_mapping(raw_sweep())
+    plan = plan_from_mapping(raw_sweep(store_returns="all"))
     opts = ExecutorOptions("vectorised", progress=False)
     out = run_sweep(plan, opts=opts, out=tmp_path, report=False, top=0)
     with ResultsStore(out.store_path) as s:
@@ -398,3 +398,23 @@ def test_cli_sweep_runs_and_reports(tmp_path):
         [*cmd[:3], str(tmp_path / "missing.yaml")], capture_output=True, text=True, cwd=REPO
     )
     assert bad.returncode == 2 and "sweep file not found" in bad.stderr
+
+
+@pytest.mark.parametrize("kept", ["top", "none", "all"])
+def test_store_returns_keeps_the_series_asked_for(tmp_path, kept):
+    """Metrics of every run in SQLite; return series (Parquet parts) for every run, for the
+    ``top`` best (equal to their event-driven re-runs), or none; the overfitting statistics
+    need none of them."""
+    plan = plan_from_mapping(raw_sweep(store_returns=kept, top=2, rank="sharpe"))
+    opts = ExecutorOptions("vectorised", progress=False)
+    out = run_sweep(plan, opts=opts, out=tmp_path, report=False)
+    with ResultsStore(out.store_path) as s:
+        assert s.count(status="ok") == 4 and s.store_returns == kept
+        ids = s.returns_ids()
+        want = {"all": set(s.frame().index), "top": set(out.ranking.index[:2]), "none": set()}
+        assert ids == want[kept]
+        for res, rid in zip(out.top, out.ranking.index[:2], strict=True):
+            if rid in ids:
+                np.testing.assert_allclose(s.returns(rid), res.returns, rtol=1e-9, atol=1e-15)
+    assert (out.folder / "returns").is_dir() == (kept != "none")
+    assert out.overfitting.n_trials == 4 and out.overfitting.pbo is not None

@@ -90,7 +90,7 @@ def test_local_pool_matches_fast_path_and_records_failures(tmp_path, start_metho
     """A real process pool (2 workers, spawned and with the platform default): every run stored
     once; a combination naming a dataset the market lacks is recorded with its error and the
     sweep finishes."""
-    raw = _sweep_raw(tmp_path / "local")
+    raw = _sweep_raw(tmp_path / "local", store_returns="all")
     raw["sweep"]["grid"]["vix3m"] = ["vix3m", "no_such_series"]
     plan = plan_from_mapping(raw)
     opts = ExecutorOptions(
@@ -170,7 +170,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     sweep = tmp_path / "resume.yaml"
     raw = _sweep_raw(tmp_path / "killed")
     raw["sweep"]["grid"] = {"window": list(range(2, 42)), "band": [0.0, 0.01, 0.03]}
-    raw["sweep"].update({"batch_size": 2, "top": 0})
+    raw["sweep"].update({"batch_size": 2, "top": 0, "store_returns": "all"})
     sweep.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     cmd = [
         sys.executable,
@@ -224,4 +224,5 @@ def test_resume_after_sigkill_is_exact(tmp_path):
         assert (a["status"] == "ok").all()
         cols = ["idx", "status", *METRIC_NAMES]
         pd.testing.assert_frame_equal(a[cols].sort_index(), b[cols].sort_index())
-        assert r.returns_blobs() == c.returns_blobs()
+        blobs = r.returns_blobs()
+        assert len(blobs) == plan.count() and blobs == c.returns_blobs()

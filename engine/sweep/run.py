@@ -23,7 +23,7 @@ from volbacktest.engine.run.runner import run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, check_executor, execute
 from .overfit import OverfitStats, sweep_statistics, write_statistics
-from .records import STATUS_OK, MarketCache, params_of_row
+from .records import STATUS_OK, MarketCache, calendar_ns, params_of_row
 from .spec import SweepPlan
 from .store import ResultsStore
 from .walkforward import WalkForwardResult, run_walkforward
@@ -93,6 +93,16 @@ def drift_check(
     return pd.DataFrame(rows)
 
 
+def keep_top_returns(store: ResultsStore, results: list[tuple[str, BacktestResult]]) -> None:
+    """``store_returns: top``: the daily returns of the best runs, from their event-driven
+    re-runs (the reference engine; the drift check holds the fast path to them)."""
+    have = store.returns_ids()
+    for run_id, res in results:
+        if run_id not in have:
+            store.put_returns(run_id, res.returns.to_numpy(), calendar_ns(res.returns.index))
+    store.commit()
+
+
 def run_sweep(
     plan: SweepPlan,
     *,
@@ -121,6 +131,7 @@ def run_sweep(
         name=plan.name,
         resume=resume,
         spec=plan.spec.model_dump(mode="json"),
+        store_returns=plan.spec.store_returns,
     )
     try:
         wf = None
@@ -152,6 +163,8 @@ def run_sweep(
             cfg = cfg.with_overrides(name=plan.label_for(values))
             top_results.append((run_id, run_backtest(cfg, market=markets.get(cfg))))
         drift = drift_check(top_results, markets, plan.spec.drift_tolerance)
+        if store.store_returns == "top":
+            keep_top_returns(store, top_results)
         ranking.to_csv(folder / "ranking.csv", float_format="%.10g")
         drift.to_csv(folder / "drift.csv", index=False, float_format="%.6g")
         report_path = None

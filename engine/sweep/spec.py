@@ -200,6 +200,10 @@ class SweepSpec(_Model):
     start_method: Literal["forkserver", "spawn", "fork"] | None = Field(
         None, description="process start method of the local pool (default: forkserver/spawn)"
     )
+    store_returns: Literal["top", "all", "none"] = Field(
+        "top",
+        description="daily return series kept (Parquet): the `top` best runs', every run's, none",
+    )
     drift_tolerance: float = Field(
         1e-9, gt=0.0, description="max relative equity difference fast vs event-driven"
     )
@@ -456,7 +460,15 @@ class SweepPlan:
             "base": {k: v for k, v in self._base_resolved.items() if k != "report"},
             "sweep": self.spec.model_dump(
                 mode="json",
-                exclude={"executor", "workers", "top", "chunk_size", "batch_size", "start_method"},
+                exclude={
+                    "executor",
+                    "workers",
+                    "top",
+                    "chunk_size",
+                    "batch_size",
+                    "start_method",
+                    "store_returns",
+                },
             ),
             "split": self.split.model_dump(mode="json") if self.split else None,
         }
