@@ -418,3 +418,34 @@ def test_store_returns_keeps_the_series_asked_for(tmp_path, kept):
                 np.testing.assert_allclose(s.returns(rid), res.returns, rtol=1e-9, atol=1e-15)
     assert (out.folder / "returns").is_dir() == (kept != "none")
     assert out.overfitting.n_trials == 4 and out.overfitting.pbo is not None
+
+
+def test_shared_windows_compute_each_moving_average_once(monkeypatch):
+    """Inside a fast-path pass, runs that share a signal share its moving average: computed
+    once per distinct input and window, returned as the same numbers as without the memo."""
+    from volbacktest.engine.calculators import rolling
+
+    calls = []
+    kernel = rolling._rolling_mean
+
+    def counted(x, window):
+        calls.append(window)
+        return kernel(x, window)
+
+    counted.__name__ = kernel.__name__
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=300)
+    x[17] = np.nan
+    plain = rolling.rolling_mean(x, 10)
+    monkeypatch.setattr(rolling, "_rolling_mean", counted)
+    with rolling.shared_windows():
+        a = rolling.rolling_mean(x.copy(), 10)
+        a[:] = 0.0  # a caller's copy: the memo is not changed through it
+        b = rolling.rolling_mean(x.copy(), 10)
+        c = rolling.rolling_mean(x + 1e-12, 10)  # a different input
+        rolling.rolling_mean(x, 11)
+    assert calls == [10, 10, 11]
+    np.testing.assert_array_equal(b, plain)
+    assert not np.array_equal(c, plain, equal_nan=True)
+    rolling.rolling_mean(x, 10)  # outside the block nothing is remembered
+    assert calls == [10, 10, 11, 10]
