@@ -122,7 +122,7 @@ def run_sweep(
         batch_size=plan.spec.batch_size,
         start_method=plan.spec.start_method,
     )
-    check_executor(plan, opts.kind)  # before the store folder is made
+    check_executor(plan, opts.kind, opts.workers)  # before the store folder is made
     markets = markets or MarketCache()
     folder = Path(out if out is not None else plan.base.report.out_dir) / plan.name
     store = ResultsStore.open(
