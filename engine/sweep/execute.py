@@ -148,6 +148,29 @@ def _records(
     return run_dask(work, scheduler=opts.scheduler, preload=preload)
 
 
+def _execute_search(plan, store, opts, overrides, segment, markets) -> ExecuteStats:
+    from .search import run_search  # Optuna only for a search
+
+    if segment or overrides:
+        raise ConfigError("sweep.search: not with split: (walk-forward windows); use sweep.grid")
+    before = store.count(segment=segment)
+    bar = _Progress(plan.spec.search.trials, 0, f"{plan.name} [optuna]", opts.progress)
+    failures = [0]
+
+    def tick(rec):
+        failures[0] += not rec.ok
+        bar.update(failures[0])
+
+    t0 = time.perf_counter()
+    try:
+        trials, ran, failed = run_search(
+            plan, store, markets=markets, segment=segment, overrides=overrides, on_record=tick
+        )
+    finally:
+        bar.close()
+    return ExecuteStats(trials, before, ran, failed, time.perf_counter() - t0)
+
+
 def execute(
     plan: SweepPlan,
     store: ResultsStore,
@@ -162,6 +185,8 @@ def execute(
     check_executor(plan, opts.kind, opts.workers)
     markets = markets or MarketCache()
     markets.get(plan.config_for({}, overrides)[1])  # before the clock; errors surface here
+    if plan.spec.search is not None:
+        return _execute_search(plan, store, opts, overrides, segment, markets)
     total = plan.count()
     done = store.done_ids(segment)
     skipped = len(done)
