@@ -4,12 +4,9 @@ is recorded and the sweep goes on, a dead worker is survived, a killed sweep res
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from sweep_support import SHORT
+from sweep_support import SHORT, kill_when_stored
 
 from volbacktest import strategies
 from volbacktest.engine.run.runner import run_backtest
@@ -185,27 +182,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
         "--no-progress",
     ]
     store_path = tmp_path / "killed" / "pool_sweep" / STORE_NAME
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        stored = 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            if store_path.exists():
-                try:
-                    con = sqlite3.connect(store_path, timeout=1)
-                    stored = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-                    con.close()
-                except sqlite3.OperationalError:
-                    continue
-                if stored >= 10:
-                    break
-        assert proc.poll() is None, "the sweep finished before it could be killed"
-        assert stored >= 10
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when_stored(cmd, REPO, store_path, 10)
     plan = plan_from_mapping(raw)
     con = sqlite3.connect(store_path)
     before = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]

@@ -3,18 +3,13 @@ constraints, and resumes exactly after SIGKILL by replaying the stored trials.""
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from sweep_support import SHORT
+from sweep_support import SHORT, kill_when_stored
 
 from volbacktest.engine.errors import ConfigError
 from volbacktest.engine.sweep.execute import ExecutorOptions
@@ -82,26 +77,7 @@ def test_search_resumes_after_sigkill_exactly(tmp_path):
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     cmd = [sys.executable, "-m", "volbacktest", "sweep", str(path), "--no-report", "--no-progress"]
     store_path = tmp_path / "killed" / "search" / STORE_NAME
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        stored = 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-            if store_path.exists():
-                try:
-                    con = sqlite3.connect(store_path, timeout=1)
-                    stored = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-                    con.close()
-                except sqlite3.OperationalError:
-                    continue
-                if stored >= 8:
-                    break
-        assert proc.poll() is None, "the search finished before it could be killed"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when_stored(cmd, REPO, store_path, 8)
     plan = plan_from_mapping(raw)
     with ResultsStore(store_path) as s:
         before = s.count()
