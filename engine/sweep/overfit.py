@@ -168,12 +168,14 @@ def sweep_statistics(
     m = moments_from_sums(sums, n_obs, store.blocks)
     finite = np.isfinite(m.sharpe)
     sr_var = float(np.var(m.sharpe[finite], ddof=1)) if finite.sum() > 1 else None
+    if n == 1 and finite.all():
+        sr_var = 0.0  # one trial, no selection: SR0 = 0 and the DSR is the PSR
     n_corr, usum = store.correlation_sum(segment)
     rho = mean_pairwise_correlation(usum, n_corr) if usum is not None and n_corr > 1 else None
     if rho is not None and not np.isfinite(rho):
         rho = None
     n_eff = effective_trials(n, rho if rho is not None else 0.0)
-    if rho is None:
+    if rho is None and n > 1:
         notes.append("correlation unknown: every run counted as an independent trial")
     sr0 = expected_max_sharpe(n_eff, sr_var) if sr_var is not None else None
     psr = probabilistic_sharpe(m.sharpe, 0.0, n_obs, m.skew, m.kurtosis)
