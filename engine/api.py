@@ -276,7 +276,8 @@ def sweep(
 ) -> SweepOutcome:
     """Run a parameter sweep (or walk-forward) and write its folder ``out/<name>/``, as
     ``volbacktest sweep`` does; returns the :class:`SweepOutcome` (``ranking``, ``top``,
-    ``drift``, ``walkforward``, ``report``).
+    ``drift``, ``walkforward``, ``report``, ``overfitting``: PSR, DSR, PBO and grid-edge
+    warnings of the best run).
 
     ``spec``: a sweep YAML path or a dict in the layout of ``configs/sweeps/*.yaml`` (a backtest
     config plus ``sweep:`` and optionally ``split:``). ``strategy``: a strategy made with

@@ -56,3 +56,37 @@ def _restore_logging():
     level = logger.level
     yield
     logger.setLevel(level)
+
+
+# A Dask test cluster must not depend on the machine: with ``dashboard_address=None`` the
+# scheduler still serves HTTP (/metrics, /health) on 8787, and fails to start when anything
+# else holds that port (pytest turns distributed's "Port 8787 is already in use" warning into an
+# error). Every test cluster binds port 0 for both the scheduler and its HTTP server
+# (an in-process cluster, ``processes=False``, takes only the dashboard address).
+DASK_TEST_DASHBOARD = "127.0.0.1:0"
+DASK_TEST_CLUSTER = {
+    "host": "127.0.0.1",
+    "scheduler_port": 0,
+    "dashboard_address": DASK_TEST_DASHBOARD,
+    "worker_dashboard_address": None,
+}
+
+
+@pytest.fixture
+def busy_dask_ports():
+    """Hold Dask's default ports (8786 scheduler, 8787 dashboard) on loopback while a test
+    starts a cluster, as a hand-started scheduler would; ports already taken stay taken."""
+    import socket
+
+    held = []
+    for port in (8786, 8787):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+            held.append(s)
+        except OSError:
+            s.close()  # something else holds it: the test sees the same situation
+    yield
+    for s in held:
+        s.close()

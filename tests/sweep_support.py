@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import backtrader as bt
 import numpy as np
@@ -59,3 +65,30 @@ def backtrader_run_of(cfg, market, plan, runner: BatchRunner | None = None):
     }
     strat = runner._cerebro.runstrategies([(OwnBrokerStrategy, (), spec)], predata=True)[0]
     return strat, collect(cfg, market, strat)
+
+
+def kill_when_stored(cmd: list[str], cwd: Path, store_path: Path, at_least: int) -> int:
+    """Start ``cmd`` (a sweep) in its own session, SIGKILL it once its store holds
+    ``at_least`` runs, and return how many it held; fails if the sweep ended first."""
+    proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True)
+    stored = 0
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            if store_path.exists():
+                try:
+                    con = sqlite3.connect(store_path, timeout=1)
+                    stored = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+                    con.close()
+                except sqlite3.OperationalError:
+                    continue
+                if stored >= at_least:
+                    break
+        assert proc.poll() is None, "the sweep finished before it could be killed"
+        assert stored >= at_least
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return stored

@@ -217,7 +217,7 @@ def test_grid_metrics_equal_performance_metrics():
 
 # --------------------------------------------------------------------------- store
 def test_store_holds_each_run_once_and_refuses_to_mix(tmp_path):
-    plan = plan_from_mapping(raw_sweep())
+    plan = plan_from_mapping(raw_sweep(store_returns="all"))
     opts = ExecutorOptions("vectorised", progress=False)
     out = run_sweep(plan, opts=opts, out=tmp_path, report=False, top=0)
     with ResultsStore(out.store_path) as s:
@@ -400,3 +400,89 @@ def test_cli_sweep_runs_and_reports(tmp_path):
         [*cmd[:3], str(tmp_path / "missing.yaml")], capture_output=True, text=True, cwd=REPO
     )
     assert bad.returncode == 2 and "sweep file not found" in bad.stderr
+
+
+@pytest.mark.parametrize("kept", ["top", "none", "all"])
+def test_store_returns_keeps_the_series_asked_for(tmp_path, kept):
+    """Metrics of every run in SQLite; return series (Parquet parts) for every run, for the
+    ``top`` best (equal to their event-driven re-runs), or none; the overfitting statistics
+    need none of them."""
+    plan = plan_from_mapping(raw_sweep(store_returns=kept, top=2, rank="sharpe"))
+    opts = ExecutorOptions("vectorised", progress=False)
+    out = run_sweep(plan, opts=opts, out=tmp_path, report=False)
+    with ResultsStore(out.store_path) as s:
+        assert s.count(status="ok") == 4 and s.store_returns == kept
+        ids = s.returns_ids()
+        want = {"all": set(s.frame().index), "top": set(out.ranking.index[:2]), "none": set()}
+        assert ids == want[kept]
+        for res, rid in zip(out.top, out.ranking.index[:2], strict=True):
+            if rid in ids:
+                np.testing.assert_allclose(s.returns(rid), res.returns, rtol=1e-9, atol=1e-15)
+    assert (out.folder / "returns").is_dir() == (kept != "none")
+    assert out.overfitting.n_trials == 4 and out.overfitting.pbo is not None
+
+
+def test_shared_windows_compute_each_moving_average_once(monkeypatch):
+    """Inside a fast-path pass, runs that share a signal share its moving average: computed
+    once per distinct input and window, returned as the same numbers as without the memo."""
+    from volbacktest.engine.calculators import rolling
+
+    calls = []
+    kernel = rolling._rolling_mean
+
+    def counted(x, window):
+        calls.append(window)
+        return kernel(x, window)
+
+    counted.__name__ = kernel.__name__
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=300)
+    x[17] = np.nan
+    plain = rolling.rolling_mean(x, 10)
+    monkeypatch.setattr(rolling, "_rolling_mean", counted)
+    with rolling.shared_windows():
+        a = rolling.rolling_mean(x.copy(), 10)
+        a[:] = 0.0  # a caller's copy: the memo is not changed through it
+        b = rolling.rolling_mean(x.copy(), 10)
+        c = rolling.rolling_mean(x + 1e-12, 10)  # a different input
+        rolling.rolling_mean(x, 11)
+    assert calls == [10, 10, 11]
+    np.testing.assert_array_equal(b, plain)
+    assert not np.array_equal(c, plain, equal_nan=True)
+    rolling.rolling_mean(x, 10)  # outside the block nothing is remembered
+    assert calls == [10, 10, 11, 10]
+
+
+def test_chunked_fast_path_on_two_workers_gives_the_same_store(tmp_path):
+    """Chunks of the grid on a 2-process pool (configs built in the workers, records streamed
+    back): the same runs, metrics, indices and return series as the single-process fast path;
+    a resumed parallel sweep skips what is stored."""
+    raw = raw_sweep(
+        grid={"window": list(range(3, 23)), "band": [0.0, 0.01, 0.03]},
+        store_returns="all",
+        top=0,
+        chunk_size=16,
+    )
+    plan = plan_from_mapping(raw)
+    one = run_sweep(
+        plan, opts=ExecutorOptions("vectorised", progress=False), out=tmp_path / "1", report=False
+    )
+    opts = ExecutorOptions("vectorised", workers=2, chunk_size=16, progress=False)
+    two = run_sweep(plan, opts=opts, out=tmp_path / "2", report=False)
+    assert two.stats[0].ran == plan.count() == 60
+    cols = ["idx", "status", "executor", *METRIC_NAMES]
+    with ResultsStore(one.store_path) as a, ResultsStore(two.store_path) as b:
+        pd.testing.assert_frame_equal(a.frame()[cols], b.frame()[cols])
+        assert a.returns_blobs() == b.returns_blobs() and len(a.returns_blobs()) == 60
+    # the correlation sum adds runs in the order chunks finish: equal up to rounding
+    x, y = one.overfitting, two.overfitting
+    assert (x.n_trials, x.pbo, x.best_run, x.boundary) == (
+        y.n_trials,
+        y.pbo,
+        y.best_run,
+        y.boundary,
+    )
+    assert y.mean_correlation == pytest.approx(x.mean_correlation, rel=1e-12)
+    assert y.best_dsr == pytest.approx(x.best_dsr, rel=1e-9)
+    again = run_sweep(plan, opts=opts, out=tmp_path / "2", resume=True, report=False)
+    assert again.stats[0].ran == 0 and again.stats[0].skipped == 60

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import DASK_TEST_CLUSTER
 from sweep_support import SHORT
 
 from volbacktest.engine.errors import EngineError
@@ -16,18 +17,12 @@ from volbacktest.engine.sweep.store import ResultsStore
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            worker_dashboard_address=None,
-        ) as lc,
-    ):
+@pytest.fixture
+def cluster(busy_dask_ports):
+    """Started while Dask's default ports are held: the cluster must not need them."""
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, **DASK_TEST_CLUSTER
+    ) as lc:
         yield lc
 
 

@@ -4,12 +4,9 @@ is recorded and the sweep goes on, a dead worker is survived, a killed sweep res
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from sweep_support import SHORT
+from sweep_support import SHORT, kill_when_stored
 
 from volbacktest import strategies
 from volbacktest.engine.run.runner import run_backtest
@@ -90,7 +87,7 @@ def test_local_pool_matches_fast_path_and_records_failures(tmp_path, start_metho
     """A real process pool (2 workers, spawned and with the platform default): every run stored
     once; a combination naming a dataset the market lacks is recorded with its error and the
     sweep finishes."""
-    raw = _sweep_raw(tmp_path / "local")
+    raw = _sweep_raw(tmp_path / "local", store_returns="all")
     raw["sweep"]["grid"]["vix3m"] = ["vix3m", "no_such_series"]
     plan = plan_from_mapping(raw)
     opts = ExecutorOptions(
@@ -170,7 +167,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     sweep = tmp_path / "resume.yaml"
     raw = _sweep_raw(tmp_path / "killed")
     raw["sweep"]["grid"] = {"window": list(range(2, 42)), "band": [0.0, 0.01, 0.03]}
-    raw["sweep"].update({"batch_size": 2, "top": 0})
+    raw["sweep"].update({"batch_size": 2, "top": 0, "store_returns": "all"})
     sweep.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     cmd = [
         sys.executable,
@@ -185,27 +182,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
         "--no-progress",
     ]
     store_path = tmp_path / "killed" / "pool_sweep" / STORE_NAME
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        stored = 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            if store_path.exists():
-                try:
-                    con = sqlite3.connect(store_path, timeout=1)
-                    stored = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-                    con.close()
-                except sqlite3.OperationalError:
-                    continue
-                if stored >= 10:
-                    break
-        assert proc.poll() is None, "the sweep finished before it could be killed"
-        assert stored >= 10
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when_stored(cmd, REPO, store_path, 10)
     plan = plan_from_mapping(raw)
     con = sqlite3.connect(store_path)
     before = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
@@ -224,4 +201,5 @@ def test_resume_after_sigkill_is_exact(tmp_path):
         assert (a["status"] == "ok").all()
         cols = ["idx", "status", *METRIC_NAMES]
         pd.testing.assert_frame_equal(a[cols].sort_index(), b[cols].sort_index())
-        assert r.returns_blobs() == c.returns_blobs()
+        blobs = r.returns_blobs()
+        assert len(blobs) == plan.count() and blobs == c.returns_blobs()

@@ -825,7 +825,7 @@ def test_kernel_matches_reference_on_real_50etf_days(etf_chain, shibor):
     assert checked > 80
 
 
-def test_partitioned_history_equals_in_memory(etf_chain, shibor, tmp_path):
+def test_partitioned_history_equals_in_memory(etf_chain, shibor, tmp_path, busy_dask_ports):
     pytest.importorskip("pyarrow")
     chain = etf_chain[etf_chain["trade_date"].between("2016-11-01", "2017-01-31")]
     write_partitioned(chain, tmp_path / "etf", by="month")
@@ -834,8 +834,10 @@ def test_partitioned_history_equals_in_memory(etf_chain, shibor, tmp_path):
     want = full.index.loc["2016-12-01":]
     pd.testing.assert_frame_equal(part.index, want, check_freq=False)
     dist = pytest.importorskip("dask.distributed")
+    from conftest import DASK_TEST_DASHBOARD
+
     with dist.Client(
-        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=DASK_TEST_DASHBOARD
     ) as client:
         on_dask = compute_vix_partitioned(
             tmp_path / "etf", "sse_ivix", shibor, start="2016-12-01", client=client

@@ -13,8 +13,40 @@ the window lengths used by the strategies (< a few hundred bars).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+_SHARED: dict | None = None  # active inside shared_windows(): (kernel, args, input hash) -> out
+
+
+@contextmanager
+def shared_windows() -> Iterator[None]:
+    """Within this block a rolling kernel applied to equal inputs with equal arguments is
+    computed once (runs of a sweep that differ only in, say, a band share one moving average);
+    the results are the same arrays the kernel computes, copied out of the memo."""
+    global _SHARED
+    outer = _SHARED
+    _SHARED = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _SHARED = outer
+
+
+def _memo(kernel: Callable[..., np.ndarray], x: np.ndarray, *args) -> np.ndarray:
+    memo = _SHARED
+    if memo is None:
+        return kernel(x, *args)
+    key = (kernel.__name__, args, x.shape, x[:: max(1, len(x) // 64)].tobytes())
+    for seen, out in memo.get(key, ()):  # a sample keys the memo; the whole input must match
+        if np.array_equal(seen, x, equal_nan=True):
+            return out.copy()
+    out = kernel(x, *args)
+    memo.setdefault(key, []).append((x.copy(), out))
+    return out.copy()
 
 
 def _as_float(x) -> np.ndarray:
@@ -43,7 +75,10 @@ def rolling_mean(x, window: int) -> np.ndarray:
     """Simple moving average over the last ``window`` values; NaN until the window is full or
     when any value in the window is NaN."""
     _check_window(window)
-    x = _as_float(x)
+    return _memo(_rolling_mean, _as_float(x), int(window))
+
+
+def _rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
     out = np.full_like(x, np.nan)
     if len(x) >= window:
         out[window - 1 :] = sliding_window_view(x, window).mean(axis=1)
@@ -55,7 +90,10 @@ def rolling_std(x, window: int, ddof: int = 1) -> np.ndarray:
     _check_window(window)
     if window - ddof < 1:
         raise ValueError(f"window {window} is too short for ddof={ddof}")
-    x = _as_float(x)
+    return _memo(_rolling_std, _as_float(x), int(window), int(ddof))
+
+
+def _rolling_std(x: np.ndarray, window: int, ddof: int) -> np.ndarray:
     out = np.full_like(x, np.nan)
     if len(x) >= window:
         out[window - 1 :] = sliding_window_view(x, window).std(axis=1, ddof=ddof)

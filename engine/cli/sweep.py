@@ -128,6 +128,14 @@ def _summary(outcome) -> str:
             f"event-driven re-run of the top {len(outcome.drift)}: {verdict} "
             f"(max relative equity difference {worst:.2g})"
         )
+    ov = outcome.overfitting
+    if ov is not None and ov.n_trials:
+        lines.append(
+            "selection bias (Bailey & López de Prado; Bailey, Borwein, López de Prado & Zhu):"
+        )
+        lines += [f"  {label}: {value}" for label, value in ov.rows()]
+        lines.append(f"  {ov.verdict()}")
+        lines += [f"  WARNING best run on the edge of the grid: {w}" for w in ov.boundary]
     if wf is not None:
         lines.append("walk-forward (in-sample vs out-of-sample):")
         lines.append(wf.side_by_side.to_string(float_format=lambda v: f"{v:.4g}"))

@@ -399,8 +399,11 @@ def _ledger(fills: Fills, closes: np.ndarray, n_runs: int, initial_cash: float, 
     """Equity rebuilt from fills as ``engine.run.runner`` does: cash = initial + Σ flows to date,
     plus shares held at each close. Arrays are ``(n_runs, n_bars)``."""
     n_bars, k = closes.shape
-    flow = np.zeros((n_runs, n_bars))
-    np.add.at(flow, (fills.run, fills.bar), -fills.size * fills.price - fills.commission)
+    # np.bincount adds the weights of one cell in their order, as np.add.at does (same bits)
+    cell = fills.run * n_bars + fills.bar
+    flow = np.bincount(
+        cell, weights=-fills.size * fills.price - fills.commission, minlength=n_runs * n_bars
+    ).reshape(n_runs, n_bars)
     cash = initial_cash + np.cumsum(flow, axis=1)
     del flow
     equity = cash.copy()
@@ -409,8 +412,9 @@ def _ledger(fills: Fills, closes: np.ndarray, n_runs: int, initial_cash: float, 
     shares = np.empty((n_runs, n_bars))
     for j in range(k):
         sel = fills.asset == j
-        shares.fill(0.0)
-        np.add.at(shares, (fills.run[sel], fills.bar[sel]), fills.size[sel])
+        shares[:] = np.bincount(
+            cell[sel], weights=fills.size[sel], minlength=n_runs * n_bars
+        ).reshape(n_runs, n_bars)
         np.cumsum(shares, axis=1, out=shares)
         value = shares * closes[:, j]
         equity += value

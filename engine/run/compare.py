@@ -378,10 +378,18 @@ def _walkforward_sections(wf, out: Path, tearsheets: bool = False) -> list[str]:
     ]
 
 
-def _overfitting_section(stats: Mapping[str, object] | pd.DataFrame) -> str:
+def _overfitting_section(stats) -> str:
+    """The sweep's selection-bias statistics: an ``OverfitStats`` (``engine.sweep.overfit``:
+    verdict, grid-edge warnings, PSR/DSR/PBO rows), or a plain mapping or table of them."""
     if isinstance(stats, pd.DataFrame):
         return _section("Overfitting statistics", _table(formatted(stats)))
-    return _section("Overfitting statistics", key_values(dict(stats)))
+    if isinstance(stats, Mapping):
+        return _section("Overfitting statistics", key_values(dict(stats)))
+    parts = [_p(stats.verdict(), "ok" if stats.significant else "warn")]
+    parts += [_p(f"best run on the edge of the grid: {w}", "warn") for w in stats.boundary]
+    table = pd.DataFrame(stats.rows(), columns=["statistic", "value"])
+    parts.append(_table(table, index=False))
+    return _section("Selection bias: PSR, DSR and PBO", *parts)
 
 
 def write_sweep_report(
@@ -393,11 +401,14 @@ def write_sweep_report(
     drift: pd.DataFrame | None = None,
     walkforward=None,
     tearsheets: bool = True,
-    overfitting: Mapping[str, object] | pd.DataFrame | None = None,
+    overfitting=None,
 ) -> Path:
-    """The sweep's report: ranking, drift check, parameter views, walk-forward, top runs, and the
-    overfitting statistics when the sweep provides them (``overfitting``, or the walk-forward
-    result's ``overfitting`` attribute: a mapping of statistic to value, or a table)."""
+    """The sweep's report: ranking, drift check, parameter views, walk-forward, top runs.
+
+    ``overfitting`` (else the walk-forward result's ``overfitting`` attribute): an object with
+    ``rows()`` ((label, value) pairs), ``verdict()`` and ``boundary`` (warnings), as
+    ``engine.sweep.overfit.OverfitStats``, or a mapping / table of statistics; shown as its own
+    section."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metric = plan.spec.rank.metric
@@ -421,7 +432,9 @@ def write_sweep_report(
         asc = not plan.spec.rank.maximise
         best = ok.sort_values([metric, "idx"], ascending=[asc, True]).head(20)
         cols = [c for c in best.columns if c.startswith("p.")] + [
-            m for m in ("sharpe", "cagr", "max_drawdown", "calmar", "trades") if m in best
+            m
+            for m in ("sharpe", "psr", "dsr", "cagr", "max_drawdown", "calmar", "trades")
+            if m in best
         ]
         if metric not in cols:
             cols.append(metric)

@@ -15,6 +15,7 @@ from volbacktest.engine.errors import ConfigError, MissingExtraError, require_ex
 
 from .dask_executor import run_dask
 from .fast import run_fast
+from .fastpool import run_fast_parallel
 from .pool import DEFAULT_BATCH, batches, run_local
 from .records import MarketCache, RunRecord
 from .spec import SweepPlan
@@ -50,18 +51,19 @@ class ExecutorOptions:
             )
 
 
-def check_executor(plan: SweepPlan, kind: str) -> None:
+def check_executor(plan: SweepPlan, kind: str, workers: int | None = None) -> None:
     """The pool and Dask workers rebuild each combination's config from its resolved mapping,
     where only registered strategies exist: a user's strategy (``strategy=``) runs in-process
-    on the vectorised executor only."""
+    on the vectorised executor only (one process: ``workers`` 1 or unset)."""
     user = plan.base.user_strategy
-    if user is None or kind == "vectorised":
+    if user is None or (kind == "vectorised" and (workers or 1) == 1):
         return
+    what = f"{kind!r}" if kind != "vectorised" else f"'vectorised' with {workers} workers"
     raise ConfigError(
-        f"sweep.executor: {kind!r} rebuilds every combination in worker processes, which know "
+        f"sweep.executor: {what} rebuilds every combination in worker processes, which know "
         f"only registered strategies, not {user.name!r} given with strategy=; use "
-        "executor: vectorised (it runs in this process), or register the strategy "
-        "(volbacktest.strategies.register) in a module the workers import"
+        "executor: vectorised without workers (it runs in this process), or register the "
+        "strategy (volbacktest.strategies.register) in a module the workers import"
     )
 
 
@@ -119,10 +121,22 @@ def _records(
     segment: str,
     markets: MarketCache,
 ) -> Iterator[RunRecord]:
+    base_cfg = plan.config_for({}, overrides)[1]
+    if opts.kind == "vectorised" and (opts.workers or 1) > 1:
+        market = markets.get(base_cfg)
+        return run_fast_parallel(
+            plan,
+            overrides=overrides,
+            segment=segment,
+            done=done,
+            workers=opts.workers,
+            chunk_size=opts.chunk_size,
+            preload=[(plan.resolved_for({}, overrides), pickle.dumps(market))],
+            start_method=opts.start_method,
+        )
     todo = (c for c in plan.iter_combos(overrides) if c.run_id not in done)
     if opts.kind == "vectorised":
         return run_fast(todo, chunk_size=opts.chunk_size, markets=markets, segment=segment)
-    base_cfg = plan.config_for({}, overrides)[1]
     market = markets.get(base_cfg)  # prepared once, handed to every worker
     preload = [(plan.resolved_for({}, overrides), pickle.dumps(market))]
     work = batches(todo, opts.batch_size, segment)
@@ -132,6 +146,29 @@ def _records(
         )
     require_extra("distributed", "dask")
     return run_dask(work, scheduler=opts.scheduler, preload=preload)
+
+
+def _execute_search(plan, store, opts, overrides, segment, markets) -> ExecuteStats:
+    from .search import run_search  # Optuna only for a search
+
+    if segment or overrides:
+        raise ConfigError("sweep.search: not with split: (walk-forward windows); use sweep.grid")
+    before = store.count(segment=segment)
+    bar = _Progress(plan.spec.search.trials, 0, f"{plan.name} [optuna]", opts.progress)
+    failures = [0]
+
+    def tick(rec):
+        failures[0] += not rec.ok
+        bar.update(failures[0])
+
+    t0 = time.perf_counter()
+    try:
+        trials, ran, failed = run_search(
+            plan, store, markets=markets, segment=segment, overrides=overrides, on_record=tick
+        )
+    finally:
+        bar.close()
+    return ExecuteStats(trials, before, ran, failed, time.perf_counter() - t0)
 
 
 def execute(
@@ -145,9 +182,11 @@ def execute(
 ) -> ExecuteStats:
     """Run every combination of ``plan`` not yet in ``store`` (``overrides``: dotted paths set
     on every combination, e.g. a walk-forward window's dates; ``segment`` labels the rows)."""
-    check_executor(plan, opts.kind)
+    check_executor(plan, opts.kind, opts.workers)
     markets = markets or MarketCache()
     markets.get(plan.config_for({}, overrides)[1])  # before the clock; errors surface here
+    if plan.spec.search is not None:
+        return _execute_search(plan, store, opts, overrides, segment, markets)
     total = plan.count()
     done = store.done_ids(segment)
     skipped = len(done)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from volbacktest.engine.calculators.rolling import shared_windows
 from volbacktest.engine.execution.eventdriven import run_key
 from volbacktest.engine.execution.instruments import refuse_fast_path
 from volbacktest.engine.execution.vectorised import MarketArrays, simulate
@@ -61,13 +62,16 @@ def _run_group(
         return
     good: list[Combo] = []
     stack = []
-    for c in combos:
-        try:
-            stack.append(arrays.weights(c.config.plan))
-            good.append(c)
-        except Exception as exc:  # noqa: BLE001 - a failing combination is recorded
-            log.debug("decision of %s failed", c.run_id, exc_info=True)
-            yield _failed(c, exc, segment=segment)
+    failures = []
+    with shared_windows():  # runs differing only in, e.g., a band share their moving averages
+        for c in combos:
+            try:
+                stack.append(arrays.weights(c.config.plan))
+                good.append(c)
+            except Exception as exc:  # noqa: BLE001 - a failing combination is recorded
+                log.debug("decision of %s failed", c.run_id, exc_info=True)
+                failures.append(_failed(c, exc, segment=segment))
+    yield from failures
     if not good:
         return
     weights = np.stack(stack)

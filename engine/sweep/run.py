@@ -26,7 +26,8 @@ from volbacktest.engine.run.provenance import sweep_record
 from volbacktest.engine.run.runner import run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, check_executor, execute
-from .records import STATUS_OK, MarketCache, params_of_row
+from .overfit import OverfitStats, sweep_statistics, write_statistics
+from .records import STATUS_OK, MarketCache, calendar_ns, params_of_row
 from .spec import SweepPlan
 from .store import ResultsStore
 from .walkforward import WalkForwardResult, run_walkforward
@@ -45,6 +46,7 @@ class SweepOutcome:
     drift: pd.DataFrame  # one row per top run
     walkforward: WalkForwardResult | None
     report: Path | None
+    overfitting: OverfitStats | None = None  # PSR/DSR/PBO of the main segment
 
     @property
     def drifted(self) -> bool:
@@ -105,6 +107,16 @@ def _record_provenance(plan: SweepPlan, store: ResultsStore, markets, folder: Pa
     (folder / "run.json").write_text(text + "\n", encoding="utf-8")
 
 
+def keep_top_returns(store: ResultsStore, results: list[tuple[str, BacktestResult]]) -> None:
+    """``store_returns: top``: the daily returns of the best runs, from their event-driven
+    re-runs (the reference engine; the drift check holds the fast path to them)."""
+    have = store.returns_ids()
+    for run_id, res in results:
+        if run_id not in have:
+            store.put_returns(run_id, res.returns.to_numpy(), calendar_ns(res.returns.index))
+    store.commit()
+
+
 def run_sweep(
     plan: SweepPlan,
     *,
@@ -124,7 +136,7 @@ def run_sweep(
         batch_size=plan.spec.batch_size,
         start_method=plan.spec.start_method,
     )
-    check_executor(plan, opts.kind)  # before the store folder is made
+    check_executor(plan, opts.kind, opts.workers)  # before the store folder is made
     markets = markets or MarketCache()
     folder = Path(out if out is not None else plan.base.report.out_dir) / plan.name
     store = ResultsStore.open(
@@ -133,6 +145,7 @@ def run_sweep(
         name=plan.name,
         resume=resume,
         spec=plan.spec.model_dump(mode="json"),
+        store_returns=plan.spec.store_returns,
     )
     try:
         _record_provenance(plan, store, markets, folder)
@@ -140,12 +153,16 @@ def run_sweep(
         if plan.split is not None:
             wf = run_walkforward(plan, store, opts, markets=markets)
             stats = wf.stats
-            frame = store.frame(wf.windows["window"].iloc[0])
+            segment = wf.windows["window"].iloc[0]
         else:
             stats = (execute(plan, store, opts, markets=markets),)
-            frame = store.frame("")
+            segment = ""
+        frame = store.frame(segment)
         rank = plan.spec.rank
         ranking = rank_frame(frame, rank.metric, rank.maximise)
+        overfitting, ranking = sweep_statistics(plan, store, segment, ranking)
+        write_statistics(overfitting, folder)
+        frame = frame.join(ranking[["psr", "dsr"]], how="left")
         n_top = plan.spec.top if top is None else top
         top_results = []
         overrides = wf.windows.iloc[0] if wf is not None else None
@@ -169,6 +186,8 @@ def run_sweep(
                 f"in-sample of walk-forward window {first['window']} (1 of {len(wf.windows)}, "
                 f"{first['train_start']:%Y-%m-%d}..{first['train_end']:%Y-%m-%d})",
             )
+        if store.store_returns == "top":
+            keep_top_returns(store, top_results)
         # each report file is replaced whole (a failure keeps the previous one)
         with atomic_file(folder / "ranking.csv") as tmp:
             ranking.to_csv(tmp, float_format="%.10g")
@@ -185,6 +204,7 @@ def run_sweep(
                     drift=drift,
                     walkforward=wf,
                     tearsheets=tearsheets,
+                    overfitting=overfitting,
                 )
             report_path = folder / "report" / page.relative_to(tmp)
     finally:
@@ -199,4 +219,5 @@ def run_sweep(
         drift,
         wf,
         report_path,
+        overfitting,
     )

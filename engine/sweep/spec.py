@@ -141,6 +141,16 @@ class RandomSpec(_Model):
     )
 
 
+class SearchSpec(_Model):
+    """Adaptive search over the sweep's parameter space (the grid's values or the
+    distributions of ``random.params``), under the same constraints."""
+
+    method: Literal["optuna"] = "optuna"
+    trials: int = Field(..., ge=1, le=1_000_000, description="trials asked of the sampler")
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = Field(0, ge=0, description="seed of the sampler (a search replays exactly)")
+
+
 class Constraint(_Model):
     """``lhs op rhs`` (another parameter) or ``lhs op value`` (a literal); never evaluated."""
 
@@ -188,6 +198,7 @@ class RankSpec(_Model):
 class SweepSpec(_Model):
     grid: dict[str, list[Any] | RangeAxis] = Field(default_factory=dict)
     random: RandomSpec | None = None
+    search: SearchSpec | None = None
     constraints: list[Constraint] = Field(default_factory=list)
     rank: RankSpec = RankSpec()
     top: int = Field(3, ge=0, le=100, description="best runs re-run event-driven and reported")
@@ -199,6 +210,10 @@ class SweepSpec(_Model):
     )
     start_method: Literal["forkserver", "spawn", "fork"] | None = Field(
         None, description="process start method of the local pool (default: forkserver/spawn)"
+    )
+    store_returns: Literal["top", "all", "none"] = Field(
+        "top",
+        description="daily return series kept (Parquet): the `top` best runs', every run's, none",
     )
     drift_tolerance: float = Field(
         1e-9, gt=0.0, description="max relative equity difference fast vs event-driven"
@@ -239,6 +254,16 @@ class SweepSpec(_Model):
             )
         if not self.grid and (self.random is None or not self.random.params):
             raise ValueError("nothing to sweep: give sweep.grid or sweep.random.params")
+        if self.search is not None and self.random is not None and not self.random.params:
+            raise ValueError(
+                "sweep.search explores the grid itself; drop sweep.random (or give "
+                "random.params as the search's distributions)"
+            )
+        if self.search is not None and self.executor != "vectorised":
+            raise ValueError(
+                "sweep.search runs its trials one after another on the fast path: use "
+                "executor: vectorised"
+            )
         return self
 
 
@@ -456,7 +481,16 @@ class SweepPlan:
             "base": {k: v for k, v in self._base_resolved.items() if k != "report"},
             "sweep": self.spec.model_dump(
                 mode="json",
-                exclude={"executor", "workers", "top", "chunk_size", "batch_size", "start_method"},
+                exclude={  # how it runs, not what it finds (more search trials continue one)
+                    "executor": True,
+                    "workers": True,
+                    "top": True,
+                    "chunk_size": True,
+                    "batch_size": True,
+                    "start_method": True,
+                    "store_returns": True,
+                    "search": {"trials"},
+                },
             ),
             "split": self.split.model_dump(mode="json") if self.split else None,
         }

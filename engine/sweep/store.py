@@ -4,9 +4,22 @@ Tables (query them with any SQLite client)::
 
     runs       run_id (primary key), idx, segment, params (JSON), status ('ok' | 'failed'),
                error, detail, executor, elapsed_s, finished_at, and one REAL column per metric
-    returns    run_id, calendar_id, data (little-endian float64 daily returns)
+    returns    (legacy, schema 1: float64 blobs; no longer written)
+    moments    run_id, n_obs, data (little-endian float64 ``block_sums`` of the returns: S
+               block sums of r and of r^2, then the sums of r^3 and r^4; S = ``blocks`` in
+               meta): what the overfitting statistics need, kept for every finished run
+    accum      segment, n, data: the sum over finished runs of their demeaned unit-length
+               return series (the mean pairwise correlation of the runs follows from it),
+               committed in the same transaction as the runs it sums
     calendars  calendar_id, n, first, last, dates (little-endian int64 ns)
     meta       key, value (sweep fingerprint, name, spec, created)
+
+Daily return series are kept only where ``sweep.store_returns`` asks (``all``: every finished
+run; ``top``: the ``sweep.top`` best, written after the sweep from their event-driven re-runs;
+``none``), as Parquet files ``returns/part-<ns>.parquet`` beside the SQLite file: columns
+``run_id``, ``calendar_id`` and ``returns`` (a list of float64). A part is written whole (a
+temporary file renamed) *before* the SQLite commit of its runs, so a sweep killed in between
+leaves a part whose runs are re-run on resume and written again; readers keep the last copy.
 
 A run id is the hash of the run's resolved config, so a combination is stored exactly once
 whatever the executor or however often the sweep is resumed. The file is in WAL mode and every
@@ -20,14 +33,21 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.errors import ConfigError
+from volbacktest.engine.calculators.overfitting import (
+    DEFAULT_BLOCKS,
+    block_sums,
+    unit_deviations,
+)
+from volbacktest.engine.errors import ConfigError, require_extra
 
 from .metrics import METRIC_NAMES
 from .records import STATUS_FAILED, STATUS_OK, RunRecord
@@ -35,7 +55,9 @@ from .records import STATUS_FAILED, STATUS_OK, RunRecord
 log = logging.getLogger(__name__)
 
 STORE_NAME = "sweep.sqlite"
-SCHEMA_VERSION = "1"
+RETURNS_DIR = "returns"
+SCHEMA_VERSION = "2"
+STORE_RETURNS = ("top", "all", "none")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,6 +82,14 @@ CREATE TABLE IF NOT EXISTS returns (
     run_id TEXT PRIMARY KEY REFERENCES runs (run_id),
     calendar_id TEXT NOT NULL REFERENCES calendars (calendar_id),
     data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS moments (
+    run_id TEXT PRIMARY KEY REFERENCES runs (run_id),
+    n_obs INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS accum (
+    segment TEXT PRIMARY KEY, n INTEGER NOT NULL, n_obs INTEGER NOT NULL, data BLOB NOT NULL
 );
 """
 
@@ -90,8 +120,9 @@ def _now() -> str:
 class ResultsStore:
     """SQLite results of one sweep. Use :meth:`open`; one writer (the sweep's parent)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, store_returns: str | None = None):
         self.path = Path(path)
+        self.returns_dir = self.path.parent / RETURNS_DIR
         self._con = sqlite3.connect(self.path, timeout=30.0)
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=NORMAL")
@@ -100,11 +131,26 @@ class ResultsStore:
             r[0] for r in self._con.execute("SELECT calendar_id FROM calendars")
         }
         self._uncommitted = 0
+        blocks = self.meta("blocks")
+        self.blocks = int(blocks) if blocks is not None else DEFAULT_BLOCKS
+        self._accum: dict[str, list] = {}  # segment -> [n, n_obs, unit sum], dirty ones only
+        kept = store_returns or self.meta("store_returns") or "all"
+        if kept not in STORE_RETURNS:
+            raise ConfigError(f"sweep.store_returns: {kept!r} is not one of {STORE_RETURNS}")
+        self.store_returns = kept
+        self._pending: list[tuple[str, str, np.ndarray]] = []  # returns of the next part
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
     def open(
-        cls, folder: Path, *, fingerprint: str, name: str, resume: bool, spec: dict | None = None
+        cls,
+        folder: Path,
+        *,
+        fingerprint: str,
+        name: str,
+        resume: bool,
+        spec: dict | None = None,
+        store_returns: str = "all",
     ) -> ResultsStore:
         """Open (or create) the store in ``folder`` for the sweep identified by ``fingerprint``.
 
@@ -114,7 +160,9 @@ class ResultsStore:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / STORE_NAME
         existed = path.exists()
-        store = cls(path)
+        if store_returns != "none":
+            require_extra("pyarrow", "storage")  # before anything runs: Parquet return series
+        store = cls(path, store_returns)
         have = store.meta("fingerprint")
         n = store.count()
         if existed and have is not None and have != fingerprint:
@@ -136,6 +184,8 @@ class ResultsStore:
                 name=name,
                 created=_now(),
                 schema=SCHEMA_VERSION,
+                blocks=store.blocks,
+                store_returns=store_returns,
                 spec=json.dumps(spec or {}, default=str),
             )
         return store
@@ -194,25 +244,84 @@ class ResultsStore:
             *(rec.metrics.get(m) for m in METRIC_NAMES),
         )
         self._con.execute(_UPSERT, row)
-        if rec.ok and rec.returns is not None:
-            cid = self._calendar_id(rec.calendar)
-            self._con.execute(
-                "INSERT INTO returns (run_id, calendar_id, data) VALUES (?, ?, ?) "
-                "ON CONFLICT (run_id) DO UPDATE SET calendar_id = excluded.calendar_id, "
-                "data = excluded.data",
-                (rec.run_id, cid, np.asarray(rec.returns, dtype="<f8").tobytes()),
-            )
-        else:
-            self._con.execute("DELETE FROM returns WHERE run_id = ?", (rec.run_id,))
+        if self.store_returns == "all" and rec.ok and rec.returns is not None:
+            self.put_returns(rec.run_id, rec.returns, rec.calendar)
+        self._add_moments(rec)
         self._uncommitted += 1
+
+    def _add_moments(self, rec: RunRecord) -> None:
+        r = None if rec.returns is None else np.asarray(rec.returns, dtype=np.float64)
+        if not rec.ok or r is None or len(r) < self.blocks or not np.isfinite(r).all():
+            self._con.execute("DELETE FROM moments WHERE run_id = ?", (rec.run_id,))
+            return
+        self._con.execute(
+            "INSERT INTO moments (run_id, n_obs, data) VALUES (?, ?, ?) ON CONFLICT (run_id) "
+            "DO UPDATE SET n_obs = excluded.n_obs, data = excluded.data",
+            (rec.run_id, len(r), block_sums(r, self.blocks).astype("<f8").tobytes()),
+        )
+        acc = self._accum.get(rec.segment)
+        if acc is None:
+            acc = self._load_accum(rec.segment, len(r))
+            self._accum[rec.segment] = acc
+        if acc[1] != len(r):  # runs of a segment share one calendar; anything else is skipped
+            log.debug("run %s has %d returns, its segment %d", rec.run_id, len(r), acc[1])
+            return
+        acc[0] += 1
+        acc[2] += unit_deviations(r)
+
+    def _load_accum(self, segment: str, n_obs: int) -> list:
+        row = self._con.execute(
+            "SELECT n, n_obs, data FROM accum WHERE segment = ?", (segment,)
+        ).fetchone()
+        if row is None:
+            return [0, n_obs, np.zeros(n_obs)]
+        return [int(row[0]), int(row[1]), np.frombuffer(row[2], dtype="<f8").copy()]
+
+    def _flush_accum(self) -> None:
+        for segment, (n, n_obs, u) in self._accum.items():
+            self._con.execute(
+                "INSERT INTO accum (segment, n, n_obs, data) VALUES (?, ?, ?, ?) ON CONFLICT "
+                "(segment) DO UPDATE SET n = excluded.n, n_obs = excluded.n_obs, "
+                "data = excluded.data",
+                (segment, n, n_obs, np.asarray(u, dtype="<f8").tobytes()),
+            )
 
     def add_many(self, records: Iterable[RunRecord]) -> None:
         for rec in records:
             self.add(rec)
         self.commit()
 
+    def put_returns(self, run_id: str, returns, calendar_ns: np.ndarray) -> None:
+        """Stage one run's daily returns for the next Parquet part (written at commit)."""
+        cid = self._calendar_id(np.asarray(calendar_ns, dtype=np.int64))
+        self._pending.append((run_id, cid, np.asarray(returns, dtype=np.float64)))
+
+    def _write_part(self) -> None:
+        pa = require_extra("pyarrow", "storage")
+        pq = require_extra("pyarrow.parquet", "storage")
+        ids, cids, series = zip(*self._pending, strict=True)
+        lengths = np.fromiter((len(x) for x in series), dtype=np.int32, count=len(series))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        values = np.concatenate(series) if series else np.empty(0)
+        table = pa.table(
+            {
+                "run_id": pa.array(ids, type=pa.string()),
+                "calendar_id": pa.array(cids, type=pa.string()).dictionary_encode(),
+                "returns": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
+            }
+        )
+        self.returns_dir.mkdir(exist_ok=True)
+        name = f"part-{time.time_ns():020d}-{os.getpid()}.parquet"
+        tmp = self.returns_dir / f".{name}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, self.returns_dir / name)
+        self._pending.clear()
+
     def commit(self) -> None:
-        if self._uncommitted:
+        if self._pending:
+            self._write_part()  # before the runs are committed: see the module docstring
+        if self._uncommitted or self._con.in_transaction:
+            self._flush_accum()
             self._con.commit()
             self._uncommitted = 0
 
@@ -222,11 +331,11 @@ class ResultsStore:
 
     # -- reading ----------------------------------------------------------------------------
     @staticmethod
-    def _filter(segment: str | None, status: str | None) -> tuple[str, list]:
+    def _filter(segment: str | None, status: str | None, table: str = "") -> tuple[str, list]:
         sql, args = " WHERE 1 = 1", []
         for column, value in (("segment", segment), ("status", status)):
             if value is not None:
-                sql += f" AND {column} = ?"
+                sql += f" AND {table}{column} = ?"
                 args.append(value)
         return sql, args
 
@@ -253,22 +362,90 @@ class ResultsStore:
         rest = [c for c in out.columns if not c.startswith("p.")]
         return out[lead + rest]
 
+    def _parts(self) -> list[Path]:
+        if not self.returns_dir.is_dir():
+            return []
+        return sorted(self.returns_dir.glob("part-*.parquet"))  # names sort in write order
+
+    def _stored_series(self, run_ids=None) -> dict[str, tuple[str, np.ndarray]]:
+        """run id -> (calendar id, returns) of the committed runs (the last copy of each)."""
+        parts = self._parts()
+        if not parts:
+            return {}
+        pq = require_extra("pyarrow.parquet", "storage")
+        pc = require_extra("pyarrow.compute", "storage")
+        committed = self.done_ids()
+        out: dict[str, tuple[str, np.ndarray]] = {}
+        for part in parts:
+            table = pq.read_table(part)
+            if run_ids is not None:
+                table = table.filter(pc.is_in(table["run_id"], value_set=_pa_strings(run_ids)))
+            ids = table["run_id"].to_pylist()
+            cids = table["calendar_id"].cast("string").to_pylist()
+            col = table["returns"].combine_chunks()
+            values = col.values.to_numpy(zero_copy_only=False)
+            offsets = col.offsets.to_numpy()
+            for i, rid in enumerate(ids):
+                if rid in committed:
+                    out[rid] = (cids[i], values[offsets[i] : offsets[i + 1]])
+        return out
+
     def returns(self, run_id: str) -> pd.Series:
         """The stored daily returns of one run, on its calendar."""
+        found = self._stored_series([run_id]).get(run_id)
+        if found is None:
+            raise KeyError(
+                f"no returns stored for run {run_id!r} in {self.returns_dir} (store_returns: "
+                f"{self.store_returns}; `all` keeps every run's, `top` the best runs')"
+            )
+        cid, values = found
         row = self._con.execute(
-            "SELECT r.data, c.dates FROM returns r JOIN calendars c USING (calendar_id) "
-            "WHERE r.run_id = ?",
-            (run_id,),
+            "SELECT dates FROM calendars WHERE calendar_id = ?", (cid,)
+        ).fetchone()
+        dates = pd.DatetimeIndex(np.frombuffer(row[0], dtype="<i8").astype("datetime64[ns]"))
+        return pd.Series(values, index=dates, name=run_id)
+
+    def returns_ids(self) -> set[str]:
+        """Runs whose returns are stored."""
+        return set(self._stored_series())
+
+    def moments(self, segment: str | None = None) -> tuple[pd.Index, np.ndarray, int]:
+        """Run ids, their ``block_sums`` (one column per run) and the common number of
+        returns, for the finished runs of ``segment`` (those of the most frequent length)."""
+        where, args = self._filter(segment, STATUS_OK, "r.")
+        rows = self._con.execute(
+            "SELECT r.run_id, m.n_obs, m.data FROM runs r JOIN moments m USING (run_id)"
+            + where
+            + " ORDER BY r.segment, r.idx",
+            args,
+        ).fetchall()
+        if not rows:
+            return pd.Index([], name="run_id"), np.zeros((2 * self.blocks + 2, 0)), 0
+        lengths = pd.Series([r[1] for r in rows])
+        n_obs = int(lengths.mode().iloc[0])
+        keep = [r for r in rows if r[1] == n_obs]
+        data = np.frombuffer(b"".join(r[2] for r in keep), dtype="<f8")
+        sums = data.reshape(len(keep), 2 * self.blocks + 2).T
+        return pd.Index([r[0] for r in keep], name="run_id"), sums, n_obs
+
+    def correlation_sum(self, segment: str = "") -> tuple[int, np.ndarray | None]:
+        """(runs summed, sum of their unit deviations) of ``segment`` as committed."""
+        self.commit()
+        row = self._con.execute(
+            "SELECT n, data FROM accum WHERE segment = ?", (segment,)
         ).fetchone()
         if row is None:
-            raise KeyError(f"no returns stored for run {run_id!r} in {self.path}")
-        values = np.frombuffer(row[0], dtype="<f8")
-        dates = pd.DatetimeIndex(np.frombuffer(row[1], dtype="<i8").astype("datetime64[ns]"))
-        return pd.Series(values, index=dates, name=run_id)
+            return 0, None
+        return int(row[0]), np.frombuffer(row[1], dtype="<f8")
 
     def returns_blobs(self) -> dict[str, bytes]:
         """run id -> raw returns bytes (to compare two stores bit for bit)."""
-        return dict(self._con.execute("SELECT run_id, data FROM returns"))
+        return {k: v.astype("<f8").tobytes() for k, (_, v) in self._stored_series().items()}
+
+
+def _pa_strings(values):
+    pa = require_extra("pyarrow", "storage")
+    return pa.array(list(values), type=pa.string())
 
 
 def store_name(path: Path) -> str:
