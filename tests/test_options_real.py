@@ -4,6 +4,7 @@ weeks' per-date statuses, and its pyfolio tear sheet written."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pandas as pd
@@ -35,3 +36,8 @@ def test_put_write_on_real_50etf_options(shared_data, tmp_path):
     assert len(days) and set(days.month) <= {11, 12}
     folder = write_run(r, tmp_path)
     assert (folder / "tearsheet.png").is_file()  # the pyfolio returns tear sheet
+    # contract trades are not matched into share round trips: the table is empty and says why
+    meta = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    assert meta["round_trips"] == 0
+    assert any("round trips are built for share runs only" in n for n in meta["market_notes"])
+    assert pd.read_csv(folder / "round_trips.csv").empty and (folder / "report.html").is_file()

@@ -207,7 +207,7 @@ def test_the_warmup_is_read_by_both_executors(fill):
         np.testing.assert_allclose(fast.equity.to_numpy(), ref.equity.to_numpy(), rtol=1e-9)
 
 
-@pytest.mark.parametrize("name", strategies.names())
+@pytest.mark.parametrize("name", strategies.share_names())
 def test_fast_path_equals_event_driven_with_warmup(name):
     """Conformance with pre-start history, for every registered strategy (chain series too)."""
     cfg = embedded_cfg(name)

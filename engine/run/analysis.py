@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from volbacktest.engine.errors import ConfigError, DataError
+from volbacktest.engine.execution.instruments import instrument, trades_contracts
 from volbacktest.engine.execution.metrics import benchmark_metrics
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.market import load_raw
-from volbacktest.engine.run.trades import RoundTrips, round_trips, trade_metrics
+from volbacktest.engine.run.trades import RoundTrips, no_round_trips, round_trips, trade_metrics
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,17 @@ def benchmark_returns(result: BacktestResult) -> tuple[pd.Series | None, list[st
 def analyse(result: BacktestResult) -> Analysis:
     """The benchmark and round-trip analysis of one run (see the module docstring)."""
     bench, notes = benchmark_returns(result)
-    trips = round_trips(result)
+    notes = list(notes)
+    if trades_contracts(result.config):
+        # share-based FIFO matching (value / shares as the price) does not hold for contracts
+        # with a multiplier, margin and expiries; their trades table has every trade's reason
+        trips = no_round_trips()
+        notes.append(
+            f"round trips are built for share runs only; this {instrument(result.config)} "
+            "run lists each contract trade (with its reason) in its transactions table"
+        )
+    else:
+        trips = round_trips(result)
     metrics = {}
     if bench is not None:
         metrics["benchmark"] = str(bench.name)

@@ -89,6 +89,11 @@ def _excursions(path: np.ndarray, entry: float, exit_: float, side: float) -> tu
     return float(min(moves.min(), 0.0)), float(max(moves.max(), 0.0))
 
 
+def no_round_trips() -> RoundTrips:
+    """An empty table (the runs whose trades are contracts: their ``trades.csv`` lists each)."""
+    return RoundTrips(pd.DataFrame(columns=list(ROUND_TRIP_COLUMNS)), pd.DataFrame(), 0.0)
+
+
 def round_trips(result: BacktestResult) -> RoundTrips:
     """FIFO round trips of ``result``'s fills (see the module docstring for the cost booking)."""
     cal = result.equity.index
