@@ -4,7 +4,7 @@ or a cycle):
 
 ==================  ============================================================================
 ``cli/``, ``api``   command lines (``volbacktest ...``) and the Python API behind ``volbacktest``
-``sweep/``          parameter sweeps: spec, executors (vectorised and chunked, process pool, Dask),
+``sweep/``          parameter sweeps: spec, executors (vectorised, chunked, process pool, Dask),
                     store, overfitting statistics, adaptive search, walk-forward
 ``run/``            one backtest end to end (``runner``), its files (``report``, ``html``,
                     ``outputs``, ``provenance``), round trips and benchmarks, comparisons
