@@ -6,6 +6,7 @@ daily cash flow is contracts x multiplier x change in settle; fees per contract 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -289,9 +290,10 @@ def test_the_fast_path_refuses_futures_clearly():
 
 
 # --------------------------------------------------------------------------- look-ahead, run modes
-SHORT = {
+SHORT = {  # trading from March: January and February are warm-up history (issue 18)
     "source": "synthetic",
     "synthetic": {"seed": 11, "start": "2008-01-02", "end": "2010-12-31"},
+    "start": "2008-03-03",
 }
 
 
@@ -318,11 +320,17 @@ def _perturb_after(market: FuturesMarket, t: int, seed: int) -> FuturesMarket:
     settle.iloc[t + 1 :] *= rng.uniform(0.5, 1.5, size=(len(settle) - t - 1, 1))
     matrix = SettleMatrix(settle, market.matrix.listed, market.matrix.source)
     inputs = {}
+    cut = market.n_warmup + t + 1  # the inputs start with the warm-up bars
     for k, v in market.inputs.items():
         w = v.copy()
-        w[t + 1 :] *= rng.uniform(0.5, 1.5, size=len(w) - t - 1)
+        w[cut:] *= rng.uniform(0.5, 1.5, size=len(w) - cut)
         inputs[k] = w
-    return FuturesMarket(matrix, market.sessions, inputs, market.source)
+    return dataclasses.replace(market, matrix=matrix, inputs=inputs)
+
+
+def test_the_look_ahead_markets_have_warmup(futures_markets):
+    for market in futures_markets.values():
+        assert market.n_warmup == 41 and market.matrix.dates[0] == pd.Timestamp("2008-03-03")
 
 
 def test_futures_strategies_are_registered_apart():

@@ -58,7 +58,13 @@ from volbacktest.engine.execution.instruments import (
 from volbacktest.engine.execution.metrics import finite_or_none, performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig
-from volbacktest.engine.inputs.market import load_raw
+from volbacktest.engine.inputs.market import (
+    WarmedUp,
+    load_raw,
+    warmup_frame,
+    warmup_summary,
+    with_warmup,
+)
 from volbacktest.strategies.vx import FUTURES_ROLE, ROLES_HELP, is_futures_role
 
 # inputs a futures strategy may read, computed from the curve (others are catalogue datasets)
@@ -74,15 +80,22 @@ def is_futures_run(cfg: BacktestConfig) -> bool:
 
 
 @dataclass(frozen=True)
-class FuturesMarket:
-    """The settle matrix of every contract, its sessions and the strategy's inputs on its
-    dates (``inputs[name]`` aligned on ``matrix.dates``)."""
+class FuturesMarket(WarmedUp):
+    """The settle matrix of every contract, its sessions and the strategy's inputs: the
+    warm-up bars (``warmup``, the history before ``data.start`` that ``data.warmup`` allows, as
+    for shares: :func:`engine.inputs.market.warmup_frame`) then ``matrix.dates``."""
 
     matrix: SettleMatrix
     sessions: pd.DatetimeIndex
     inputs: dict[str, np.ndarray]
     source: str
     notes: tuple[str, ...] = ()
+    warmup: pd.DataFrame | None = None
+    warmup_setting: str = "none"
+
+    @property
+    def calendar(self) -> pd.DatetimeIndex:
+        return self.matrix.dates
 
 
 def _settles(cfg: BacktestConfig) -> tuple[SettleMatrix, pd.DatetimeIndex, str]:
@@ -108,10 +121,12 @@ def _settles(cfg: BacktestConfig) -> tuple[SettleMatrix, pd.DatetimeIndex, str]:
 
 
 def futures_market(cfg: BacktestConfig) -> FuturesMarket:
-    """Settles, sessions and the decision inputs of ``cfg`` (curve inputs and datasets)."""
-    matrix, sessions, source = _settles(cfg)
+    """Settles, sessions and the decision inputs of ``cfg`` (curve inputs and datasets), with
+    the inputs' history before ``data.start`` as warm-up (``data.warmup``)."""
+    full, sessions, source = _settles(cfg)
+    matrix = full
     if cfg.data.start or cfg.data.end:
-        matrix = matrix.between(
+        matrix = full.between(
             pd.Timestamp(cfg.data.start) if cfg.data.start else None,
             pd.Timestamp(cfg.data.end) if cfg.data.end else None,
         )
@@ -119,19 +134,35 @@ def futures_market(cfg: BacktestConfig) -> FuturesMarket:
         raise ConfigError(f"{cfg.name}: data.start/end leave fewer than 2 futures dates")
     curve = futures_curve(matrix, sessions, n=4)
     dates = matrix.dates
-    inputs: dict[str, np.ndarray] = {}
+    on_dates: dict[str, np.ndarray] = {}
+    raw: dict[str, pd.DataFrame] = {}  # each input on its own dates (warm-up reads before start)
     notes: list[str] = list(matrix.notes)
+    before = full.between(None, dates[0] - pd.Timedelta(days=1))
+    early = futures_curve(before, sessions, n=4) if len(before.dates) else None
     for name in cfg.plan.inputs():
         if name in CURVE_INPUTS:
-            inputs[name] = _curve_input(curve, name)
+            on_dates[name] = _curve_input(curve, name)
+            past = _curve_input(early, name) if early is not None else np.empty(0)
+            raw[name] = pd.DataFrame({"close": past}, index=before.dates)
             continue
         close = load_raw(name, cfg.data)["close"].astype(float)
+        raw[name] = close.to_frame("close")
         aligned = close.reindex(dates.union(close.index)).ffill(limit=cfg.data.ffill_limit)
-        inputs[name] = aligned.reindex(dates).to_numpy()
-        missing = int(np.isnan(inputs[name]).sum())
+        on_dates[name] = aligned.reindex(dates).to_numpy()
+        missing = int(np.isnan(on_dates[name]).sum())
         if missing:
             notes.append(f"{name}: no value on {missing} futures dates (no decision there)")
-    return FuturesMarket(matrix, sessions, inputs, source, tuple(notes))
+    names = tuple(cfg.plan.inputs())
+    warm = warmup_frame(raw, names, dates, cfg.data, notes)
+    return FuturesMarket(
+        matrix,
+        sessions,
+        with_warmup(on_dates, warm),
+        source,
+        tuple(notes),
+        warm,
+        str(cfg.data.warmup),
+    )
 
 
 def _curve_input(curve, name: str) -> np.ndarray:
@@ -349,7 +380,11 @@ def run_futures_backtest(
     roles = _checked_roles(cfg)
     market = market or futures_market(cfg)
     plan = cfg.plan
-    weights = plan.weights(market.inputs) if runonce else bar_by_bar_weights(plan, market.inputs)
+    warm = market.n_warmup
+    if runonce:
+        weights = plan.weights(market.inputs, warmup=warm)
+    else:
+        weights = bar_by_bar_weights(plan, market.inputs, warmup=warm)
     legs = [role_legs(r, market, fut.roll.days_before_expiry) for r in roles]
     settle_values = market.matrix.settle.to_numpy(dtype=float)
     expiries = list(market.matrix.expiries)
@@ -431,6 +466,8 @@ def _result(cfg, market, weights, roles, rows, held_rows, acct) -> BacktestResul
             "stopped": acct.stopped,
         }
     )
+    warm_metrics, warm_note = warmup_summary(market, weights)
+    metrics.update(warm_metrics)
     weights_frame = pd.DataFrame(weights, index=dates, columns=list(roles))
     return BacktestResult(
         config=cfg,
@@ -441,6 +478,6 @@ def _result(cfg, market, weights, roles, rows, held_rows, acct) -> BacktestResul
         transactions=tx,
         weights=weights_frame,
         metrics=metrics,
-        market_notes=market.notes,
+        market_notes=(*market.notes, warm_note),
         margin=daily,
     )

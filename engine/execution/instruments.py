@@ -68,10 +68,15 @@ def end_of_day_lag(cfg: BacktestConfig) -> int:
     return cfg.execution.fill.lag
 
 
-def bar_by_bar_weights(plan, inputs: dict[str, np.ndarray]) -> np.ndarray:
+def bar_by_bar_weights(plan, inputs: dict[str, np.ndarray], warmup: int = 0) -> np.ndarray:
     """The decisions evaluated as a per-bar ``next()`` would: row t from the inputs up to t
-    only (quadratic; the identity test against the whole-array evaluation uses it)."""
+    only (quadratic; the identity test against the whole-array evaluation uses it). The first
+    ``warmup`` rows of ``inputs`` are history before the first traded bar (no row of their own).
+    """
     n = len(next(iter(inputs.values())))
     return np.vstack(
-        [plan.weights({k: v[: t + 1] for k, v in inputs.items()})[-1] for t in range(n)]
+        [
+            plan.weights({k: v[: t + 1] for k, v in inputs.items()}, warmup=warmup)[-1]
+            for t in range(warmup, n)
+        ]
     )

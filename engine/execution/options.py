@@ -61,7 +61,7 @@ from volbacktest.engine.execution.metrics import finite_or_none, performance_met
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.chainseries import CHAIN_DATASETS, chain_dataset, load_chain
 from volbacktest.engine.inputs.config import BacktestConfig
-from volbacktest.engine.inputs.market import market_for
+from volbacktest.engine.inputs.market import WarmedUp, market_for, warmup_summary
 
 
 def is_options_run(cfg: BacktestConfig) -> bool:
@@ -73,9 +73,11 @@ def is_options_run(cfg: BacktestConfig) -> bool:
 
 
 @dataclass(frozen=True)
-class OptionsMarket:
+class OptionsMarket(WarmedUp):
     """The underlying's sessions and prices, the chain rows sorted by trade date with the row
-    range of each session (``bounds[t]:bounds[t + 1]``), and the decision's inputs."""
+    range of each session (``bounds[t]:bounds[t + 1]``), and the decision's inputs: the warm-up
+    bars (``warmup``, the history before ``data.start`` that ``data.warmup`` allows, from
+    ``market_for`` as for shares) then ``dates``."""
 
     dates: pd.DatetimeIndex
     close: np.ndarray
@@ -88,6 +90,12 @@ class OptionsMarket:
     source: str
     mark_source: str  # "mid" | "close" | "mid and close"
     notes: tuple[str, ...] = ()
+    warmup: pd.DataFrame | None = None
+    warmup_setting: str = "none"
+
+    @property
+    def calendar(self) -> pd.DatetimeIndex:
+        return self.dates
 
 
 def _chain_spec(cfg: BacktestConfig):
@@ -154,7 +162,7 @@ def options_market(cfg: BacktestConfig) -> OptionsMarket:
     used = set(np.unique(source))
     mark_source = " and ".join(s for s in ("mid", "close") if s in used) or "none"
     rate = float(context.rates) if isinstance(context.rates, int | float) else float("nan")
-    inputs = {n: market.frames[n]["close"].to_numpy(dtype=float) for n in cfg.plan.inputs()}
+    inputs = market.decision_inputs(cfg.plan.inputs())
     return OptionsMarket(
         dates=dates,
         close=under["close"].to_numpy(dtype=float),
@@ -167,6 +175,8 @@ def options_market(cfg: BacktestConfig) -> OptionsMarket:
         source=market.source,
         mark_source=mark_source,
         notes=tuple(notes),
+        warmup=market.warmup,
+        warmup_setting=market.warmup_setting,
     )
 
 
@@ -434,7 +444,11 @@ def run_options_backtest(
     lag = end_of_day_lag(cfg)
     market = market or options_market(cfg)
     plan = cfg.plan
-    weights = plan.weights(market.inputs) if runonce else bar_by_bar_weights(plan, market.inputs)
+    warm = market.n_warmup
+    if runonce:
+        weights = plan.weights(market.inputs, warmup=warm)
+    else:
+        weights = bar_by_bar_weights(plan, market.inputs, warmup=warm)
     rate_coll = _collateral_rate(cfg, market)
     st = _State(OptionBook(cfg.options.terms(market.multiplier), cfg.execution.initial_cash))
     book = st.book
@@ -515,6 +529,7 @@ def _result(cfg, market: OptionsMarket, weights, rows, st: _State) -> BacktestRe
     statuses = pd.DataFrame(st.statuses, columns=["date", "leg", "status"])
     labels = sorted(set(trades.loc[trades["reason"] != "expired_worthless", "price_source"]))
     used = daily["initial_margin"] / daily["equity"]
+    warm_metrics, warm_note = warmup_summary(market, weights)
     metrics.update(
         {
             "strategy": cfg.strategy.name,
@@ -550,6 +565,7 @@ def _result(cfg, market: OptionsMarket, weights, rows, st: _State) -> BacktestRe
             "margin_calls": len(st.events),
             "margin_call_events": st.events,
             "stopped": st.stopped,
+            **warm_metrics,
         }
     )
     return BacktestResult(
@@ -561,6 +577,6 @@ def _result(cfg, market: OptionsMarket, weights, rows, st: _State) -> BacktestRe
         transactions=tx,
         weights=pd.DataFrame(weights, index=market.dates, columns=list(cfg.plan.assets())),
         metrics=metrics,
-        market_notes=market.notes,
+        market_notes=(*market.notes, warm_note),
         margin=daily,
     )

@@ -62,8 +62,25 @@ PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 DEFAULT_FFILL_LIMIT = DataConfig.model_fields["ffill_limit"].default
 
 
+class WarmedUp:
+    """What every market a decision reads has about warm-up (the share ``Market`` and the
+    contract executors' ``FuturesMarket`` / ``OptionsMarket``): ``calendar`` (the traded bars),
+    ``warmup`` (the decision inputs' closes on the warm-up dates before ``calendar[0]``, one
+    column per input, NaN where an input has no history; None: no warm-up) and
+    ``warmup_setting`` (``data.warmup`` as given). :func:`warmup_summary` reads these."""
+
+    calendar: pd.DatetimeIndex
+    warmup: pd.DataFrame | None
+    warmup_setting: str
+
+    @property
+    def n_warmup(self) -> int:
+        """Bars of history before the first traded bar that decisions read."""
+        return 0 if self.warmup is None else len(self.warmup)
+
+
 @dataclass(frozen=True)
-class Market:
+class Market(WarmedUp):
     """What a run trades and reads, on one calendar: ``frames[name]`` has the loaders' columns
     (``open, high, low, close, volume``) on ``calendar`` for every tradable (``tradable``) and
     signal; ``source`` says where the data came from and ``notes`` what alignment did (values
@@ -86,29 +103,15 @@ class Market:
     def closes(self, names) -> dict[str, np.ndarray]:
         return {n: self.frames[n]["close"].to_numpy(dtype=np.float64) for n in names}
 
-    @property
-    def n_warmup(self) -> int:
-        """Bars of history before the first traded bar that decisions read."""
-        return 0 if self.warmup is None else len(self.warmup)
-
     def warmup_inputs(self, names) -> dict[str, np.ndarray] | None:
         """Closes of ``names`` on the warm-up bars (NaN for a name without history there), or
         None without warm-up."""
-        if not self.n_warmup:
-            return None
-        nan = np.full(self.n_warmup, np.nan)
-        return {
-            n: self.warmup[n].to_numpy(dtype=np.float64) if n in self.warmup else nan for n in names
-        }
+        return _warmup_columns(self.warmup, names)
 
     def decision_inputs(self, names) -> dict[str, np.ndarray]:
         """Closes of ``names`` over the warm-up bars then the trading calendar (the arrays
         ``DecisionPlan.weights(inputs, warmup=self.n_warmup)`` reads)."""
-        on_calendar = self.closes(names)
-        warm = self.warmup_inputs(names)
-        if warm is None:
-            return on_calendar
-        return {n: np.concatenate((warm[n], on_calendar[n])) for n in names}
+        return with_warmup(self.closes(names), self.warmup)
 
     def check_serves(self, cfg: BacktestConfig) -> None:
         """ConfigError unless this market trades ``cfg``'s assets and holds every series it
@@ -286,6 +289,24 @@ def _signal_frame(name: str, src: pd.DataFrame, calendar, limit: int, notes: lis
     return filled
 
 
+def with_warmup(
+    on_calendar: Mapping[str, np.ndarray], warmup: pd.DataFrame | None
+) -> dict[str, np.ndarray]:
+    """Each input's warm-up closes (NaN for an input without history there) followed by its
+    values on the trading calendar: the arrays ``DecisionPlan.weights(..., warmup=)`` reads."""
+    warm = _warmup_columns(warmup, on_calendar)
+    if warm is None:
+        return dict(on_calendar)
+    return {n: np.concatenate((warm[n], np.asarray(v, float))) for n, v in on_calendar.items()}
+
+
+def _warmup_columns(warmup: pd.DataFrame | None, names) -> dict[str, np.ndarray] | None:
+    if warmup is None or not len(warmup):
+        return None
+    nan = np.full(len(warmup), np.nan)
+    return {n: warmup[n].to_numpy(dtype=np.float64) if n in warmup else nan for n in names}
+
+
 def _warmup_dates(name: str, raw: dict, before: pd.Timestamp, data_cfg) -> pd.DatetimeIndex:
     """The dates before ``before`` on which input ``name`` has a value (a chain input: the
     chain's trade dates)."""
@@ -298,8 +319,13 @@ def _warmup_dates(name: str, raw: dict, before: pd.Timestamp, data_cfg) -> pd.Da
     return dates[dates < before].sort_values()
 
 
-def _warmup_frame(raw, signals, calendar, data_cfg, notes) -> pd.DataFrame | None:
-    """The decision inputs' closes on the warm-up dates (see the module docstring), or None."""
+def warmup_frame(raw, signals, calendar, data_cfg, notes) -> pd.DataFrame | None:
+    """The decision inputs' closes on the warm-up dates (see the module docstring), or None.
+
+    ``raw``: each non-chain input's frame as loaded (a ``close`` column on its own dates, the
+    history before ``calendar[0]`` included); chain inputs are computed from ``data_cfg``. The
+    contract executors call it too (their inputs' history before ``data.start``), so the rule
+    exists once."""
     setting = data_cfg.warmup
     names = tuple(dict.fromkeys(signals))
     if setting in ("none", 0) or not names:
@@ -339,7 +365,7 @@ def _warmup_frame(raw, signals, calendar, data_cfg, notes) -> pd.DataFrame | Non
     return frame
 
 
-def warmup_summary(market: Market, weights) -> tuple[dict, str]:
+def warmup_summary(market: WarmedUp, weights) -> tuple[dict, str]:
     """What a run reports about warm-up: metrics (the setting, the bars of history before the
     first traded bar each input used, the first traded bar with a decision) and a note
     (``weights``: the run's target weights on the calendar, NaN = no decision)."""
@@ -358,7 +384,7 @@ def warmup_summary(market: Market, weights) -> tuple[dict, str]:
     return metrics, note
 
 
-def warmup_metrics(market: Market, weights) -> dict:
+def warmup_metrics(market: WarmedUp, weights) -> dict:
     """The warm-up entries of ``metrics.json`` (see :func:`warmup_summary`)."""
     w = np.asarray(weights, dtype=np.float64)
     decided = np.flatnonzero(~np.all(np.isnan(w), axis=1)) if w.size else np.empty(0, int)
@@ -450,7 +476,7 @@ def _assemble(
             out[n] = _chain_frame(n, calendar, data_cfg, notes)
         else:
             out[n] = _signal_frame(n, raw[n], calendar, data_cfg.ffill_limit, notes)
-    warm = _warmup_frame(raw, warm_inputs or signals, calendar, data_cfg, notes)
+    warm = warmup_frame(raw, warm_inputs or signals, calendar, data_cfg, notes)
     for note in notes:
         log.info(note)
     setting = str(data_cfg.warmup)
