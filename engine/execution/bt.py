@@ -27,7 +27,7 @@ import pandas as pd
 
 from volbacktest.engine.errors import ExecutionWarning
 from volbacktest.engine.execution.sizing import CostModel, order_sizes, rebalance_orders
-from volbacktest.engine.inputs.chainseries import ChainContext, ChainSeriesSpec, parse_input
+from volbacktest.engine.inputs.chainseries import ChainContext, ChainSeriesSpec, split_input
 
 log = logging.getLogger(__name__)
 
@@ -211,12 +211,12 @@ class TargetWeightStrategy(bt.Strategy):
     def _chain_line(self, name: str):
         """The line of the chain indicator computing ``column@chain`` on its option-chain feed
         (one indicator per chain series, shared by the inputs that use it)."""
-        spec, column, chain = parse_input(name)
+        spec, column, chain = split_input(name)
         feed = next(
-            d for d in self.datas if isinstance(d, OptionChainFeed) and d.p.chain_name == chain.name
+            d for d in self.datas if isinstance(d, OptionChainFeed) and d.p.chain_name == chain
         )
         cache = self.__dict__.setdefault("_chain_indicators", {})
-        key = (spec.name, chain.name)
+        key = (spec.name, chain)
         if key not in cache:
             cache[key] = ChainIndicator.for_spec(spec)(feed)
         return cache[key].lines[spec.columns.index(column)]

@@ -104,7 +104,7 @@ def add_feeds(cerebro: bt.Cerebro, cfg: BacktestConfig, market: Market) -> None:
 def asset_feed(name: str, plan, cfg: BacktestConfig, market: Market):
     """A price feed for a traded asset; an option-chain feed when some input is derived from a
     chain on this asset."""
-    chains = {parse_input(n)[2] for n in plan.inputs() if is_chain_input(n)}
+    chains = {parse_input(n, cfg.data)[2] for n in plan.inputs() if is_chain_input(n)}
     for chain in chains:
         if chain.underlying == name:
             chain_df, context = load_chain(chain.name, cfg.data)

@@ -59,7 +59,7 @@ from volbacktest.engine.execution.instruments import (
 )
 from volbacktest.engine.execution.metrics import finite_or_none, performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
-from volbacktest.engine.inputs.chainseries import CHAIN_DATASETS, chain_dataset, load_chain
+from volbacktest.engine.inputs.chainseries import chain_dataset, load_chain
 from volbacktest.engine.inputs.config import BacktestConfig
 from volbacktest.engine.inputs.market import WarmedUp, market_for, warmup_summary
 
@@ -100,7 +100,7 @@ class OptionsMarket(WarmedUp):
 
 def _chain_spec(cfg: BacktestConfig):
     try:
-        spec = CHAIN_DATASETS[chain_dataset(cfg.options.chain).name]
+        spec = chain_dataset(cfg.options.chain, cfg.data)
     except ConfigError as exc:
         raise ConfigError(f"{cfg.name}: options.chain: {exc}") from None
     if spec.underlying != cfg.params.underlying:

@@ -48,6 +48,7 @@ class ChainDatasetSpec:
     load_shared: Callable[..., tuple[pd.DataFrame, ChainContext]]
     load_synthetic: Callable[[int, Any, Any], tuple[pd.DataFrame, ChainContext]] | None = None
     description: str = ""
+    from_file: bool = False  # a data.datasets entry (engine.inputs.user_chains), loaded by it
 
 
 @dataclass(frozen=True)
@@ -80,20 +81,48 @@ def is_chain_input(name: str) -> bool:
     return "@" in name
 
 
-def parse_input(name: str) -> tuple[ChainSeriesSpec, str, ChainDatasetSpec]:
-    """``"ivix30@etf50_options"`` → (series spec, column, chain dataset spec)."""
+def split_input(name: str) -> tuple[ChainSeriesSpec, str, str]:
+    """``"ivix30@mychain"`` → (series spec, column, chain name), the chain not looked up."""
     _ensure_registered()
     column, _, chain = name.partition("@")
     if column not in SERIES:
         raise ConfigError(
             f"unknown chain series {column!r} in {name!r}; valid: {', '.join(sorted(SERIES))}"
         )
+    return SERIES[column], column, chain
+
+
+def parse_input(name: str, data_cfg=None) -> tuple[ChainSeriesSpec, str, ChainDatasetSpec]:
+    """``"ivix30@etf50_options"`` → (series spec, column, chain dataset spec); a chain entry of
+    ``data_cfg.datasets`` wins over the registered chain of the same name."""
+    spec, column, chain = split_input(name)
+    user = _user_chain(chain, data_cfg)
+    if user is not None:
+        return spec, column, user
     if chain not in CHAIN_DATASETS:
         raise ConfigError(
             f"unknown option-chain dataset {chain!r} in {name!r}; valid: "
-            f"{', '.join(sorted(CHAIN_DATASETS)) or '(none registered)'}"
+            f"{', '.join(_valid_chains(data_cfg)) or '(none registered)'} (or declare it in "
+            f"data.datasets: {chain}: {{path: ..., format: chain, underlying: ...}})"
         )
-    return SERIES[column], column, CHAIN_DATASETS[chain]
+    return spec, column, CHAIN_DATASETS[chain]
+
+
+# the module building chain datasets from data.datasets entries (imported by name, as the
+# registering modules are: it reads files through data.user_files and the market's loaders)
+USER_CHAINS_MODULE = "volbacktest.engine.inputs.user_chains"
+
+
+def _user_chain(chain: str, data_cfg) -> ChainDatasetSpec | None:
+    datasets = getattr(data_cfg, "datasets", None) or {}
+    if chain not in datasets:
+        return None
+    return importlib.import_module(USER_CHAINS_MODULE).chain_spec(chain, data_cfg)
+
+
+def _valid_chains(data_cfg) -> list[str]:
+    datasets = getattr(data_cfg, "datasets", None) or {}
+    return sorted({*CHAIN_DATASETS, *datasets})
 
 
 def _ensure_registered() -> None:
@@ -110,20 +139,24 @@ REGISTERING_MODULES: list[str] = [
 ]
 
 
-def chain_dataset(chain: str) -> ChainDatasetSpec:
-    """The registered chain dataset ``chain`` (ConfigError listing the valid names if none)."""
+def chain_dataset(chain: str, data_cfg=None) -> ChainDatasetSpec:
+    """The chain dataset ``chain``: a chain entry of ``data_cfg.datasets``, else the registered
+    one (ConfigError listing the valid names if none)."""
     _ensure_registered()
-    spec = CHAIN_DATASETS.get(chain)
+    spec = _user_chain(chain, data_cfg) or CHAIN_DATASETS.get(chain)
     if spec is None:
         raise ConfigError(
-            f"unknown option-chain dataset {chain!r}; valid: {sorted(CHAIN_DATASETS)}"
+            f"unknown option-chain dataset {chain!r}; valid: {_valid_chains(data_cfg)}"
         )
     return spec
 
 
 def load_chain(chain: str, data_cfg) -> tuple[pd.DataFrame, ChainContext]:
-    """The whole chain history of ``chain`` from the configured source (cached in-process)."""
-    spec = chain_dataset(chain)
+    """The whole chain history of ``chain`` from the configured source (cached in-process), or
+    from the user's file when ``data.datasets`` has a chain entry of that name."""
+    spec = chain_dataset(chain, data_cfg)
+    if spec.from_file:
+        return spec.load_shared(None)
     if data_cfg.source == "synthetic":
         if spec.load_synthetic is None:
             raise ConfigError(
@@ -153,7 +186,7 @@ def _cached_shared(chain: str, roots: tuple[str, ...], bad_quotes: str = "stop")
 def chain_notes(name: str, data_cfg) -> tuple[str, ...]:
     """What the loader's policy did to the chain behind the input ``name`` (rows dropped or
     merged, with counts), for the run's notes."""
-    _, _, chain = parse_input(name)
+    _, _, chain = parse_input(name, data_cfg)
     _, context = load_chain(chain.name, data_cfg)
     return tuple(context.extras.get("notes", ()))
 
@@ -166,7 +199,7 @@ def series_on_calendar(name: str, calendar: pd.DatetimeIndex, data_cfg) -> pd.Se
 
     The market builder, the backtrader indicator and the vectorised executor therefore all see
     the same numbers."""
-    spec, column, chain = parse_input(name)
+    spec, column, chain = parse_input(name, data_cfg)
     key = (spec.name, chain.name, data_cfg.model_dump_json(), calendar[0], calendar[-1])
     if key not in _SERIES_CACHE:
         chain_df, context = load_chain(chain.name, data_cfg)

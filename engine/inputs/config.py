@@ -151,6 +151,17 @@ class DatasetFile(_Model):
     acknowledge: tuple[dt.date, ...] = Field(
         (), description="dates whose repairs (e.g. dropped null rows) are known and accepted"
     )
+    # option chains (chain, 50etf, gs, spx_quotes) read as column@<name>: engine.inputs.user_chains
+    underlying: str | None = Field(
+        None, description="chain: dataset name of the underlying the strategy trades (required)"
+    )
+    rates: float | Literal["shibor"] = Field(
+        0.0, description="chain: constant decimal rate, or shibor (the shared SHIBOR curve)"
+    )
+    contracts: Path | None = Field(None, description="50etf: the SSE contract list (A contracts)")
+    multiplier: float | None = Field(
+        None, gt=0.0, description="chain: units per contract where the file has none"
+    )
 
 
 class ChecksConfig(_Model):
@@ -507,6 +518,10 @@ def _with_dataset_paths(raw: dict, folder: Path, where: str) -> dict:
                     f"{folder}); fix the path"
                 )
             entry = {**entry, "path": str(path)}
+        if isinstance(entry, Mapping) and isinstance(entry.get("contracts"), str | Path):
+            given = Path(entry["contracts"]).expanduser()
+            path = given if given.is_absolute() else Path(os.path.abspath(folder / given))
+            entry = {**entry, "contracts": str(path)}
         fixed[name] = entry
     return {**raw, "data": {**data, "datasets": fixed}}
 
@@ -522,9 +537,10 @@ def _check_chain_inputs(cfg: BacktestConfig, where: str) -> None:
         if not is_chain_input(name):
             continue
         try:
-            _, _, chain = parse_input(name)
+            _, _, chain = parse_input(name, cfg.data)
         except ConfigError as exc:
-            raise ConfigError(f"{where}{key}: {exc}") from None
+            field = ".chain" if key.startswith("filters.") else ""
+            raise ConfigError(f"{where}{key}{field}: {exc}") from None
         if chain.underlying not in assets:
             trades = " and ".join(repr(a) for a in assets)
             raise ConfigError(

@@ -51,6 +51,7 @@ from volbacktest.engine.inputs.config import BacktestConfig, DataConfig
 from volbacktest.engine.inputs.datasets import (
     SIMULATED_ETNS,
     check_series,
+    digest,
     frame_provenance,
     load_named,
     unused_entry,
@@ -311,7 +312,7 @@ def _warmup_dates(name: str, raw: dict, before: pd.Timestamp, data_cfg) -> pd.Da
     """The dates before ``before`` on which input ``name`` has a value (a chain input: the
     chain's trade dates)."""
     if is_chain_input(name):
-        chain_df, _ = load_chain(parse_input(name)[2].name, data_cfg)
+        chain_df, _ = load_chain(parse_input(name, data_cfg)[2].name, data_cfg)
         dates = pd.DatetimeIndex(chain_df["trade_date"].unique())
     else:
         close = raw[name]["close"]
@@ -439,7 +440,15 @@ def build_market(
             notes += named.notes
             prov.append(named.provenance)
             notes += check_series(n, named.frame, data_cfg, named.acknowledged)
-    notes += [unused_entry(n, data_cfg) for n in data_cfg.datasets if n not in names]
+    chains_read = {n.partition("@")[2] for n in names if is_chain_input(n)}
+    for n in sorted(chains_read & set(data_cfg.datasets)):  # the user's option chains
+        path = data_cfg.datasets[n].path
+        prov.append({"name": n, "source": "file", "format": "option chain", **digest(path)})
+    notes += [
+        unused_entry(n, data_cfg)
+        for n in data_cfg.datasets
+        if n not in names and n not in chains_read
+    ]
     unused = sorted(set(frames) - set(names))
     if unused:
         raise ConfigError(

@@ -485,10 +485,10 @@ for _spec in (IVIX, RND, ANOMALY_SERIES):
 
 
 def _check_chain(name: str) -> str:
-    chainseries._ensure_registered()
-    if name not in chainseries.CHAIN_DATASETS:
-        valid = ", ".join(sorted(chainseries.CHAIN_DATASETS))
-        raise ValueError(f"unknown option-chain dataset {name!r}; valid: {valid}")
+    """A chain name (``column@chain`` is checked with the config's data section, where a
+    ``data.datasets`` chain entry may define it: ``inputs.config._check_chain_inputs``)."""
+    if not name or "@" in name:
+        raise ValueError(f"{name!r} is not an option-chain dataset name (e.g. {CHAIN})")
     return name
 
 
