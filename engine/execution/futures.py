@@ -51,7 +51,7 @@ from volbacktest.engine.calculators.futures_curve import (
 )
 from volbacktest.engine.errors import ConfigError, DataError
 from volbacktest.engine.execution.instruments import (
-    bar_by_bar_weights,
+    contract_decisions,
     end_of_day_lag,
     instrument,
 )
@@ -371,8 +371,8 @@ def run_futures_backtest(
     """Run ``cfg`` (with a ``futures:`` section) day by day on the contract book.
 
     ``runonce=False`` evaluates the decision bar by bar on growing prefixes of the inputs
-    (:func:`bar_by_bar_weights`) instead of once over the whole arrays: same results for a
-    causal, prefix-stable strategy."""
+    (:func:`engine.execution.instruments.bar_by_bar_weights`) instead of once over the whole
+    arrays: same results for a causal, prefix-stable strategy."""
     fut = cfg.futures
     if fut is None:
         raise ConfigError(f"{cfg.name}: no futures: section; use run_backtest")
@@ -380,11 +380,7 @@ def run_futures_backtest(
     roles = _checked_roles(cfg)
     market = market or futures_market(cfg)
     plan = cfg.plan
-    warm = market.n_warmup
-    if runonce:
-        weights = plan.weights(market.inputs, warmup=warm)
-    else:
-        weights = bar_by_bar_weights(plan, market.inputs, warmup=warm)
+    weights = contract_decisions(plan, market.inputs, market.n_warmup, runonce=runonce)
     legs = [role_legs(r, market, fut.roll.days_before_expiry) for r in roles]
     settle_values = market.matrix.settle.to_numpy(dtype=float)
     expiries = list(market.matrix.expiries)

@@ -80,3 +80,14 @@ def bar_by_bar_weights(plan, inputs: dict[str, np.ndarray], warmup: int = 0) -> 
             for t in range(warmup, n)
         ]
     )
+
+
+def contract_decisions(
+    plan, inputs: dict[str, np.ndarray], warmup: int, *, runonce: bool = True
+) -> np.ndarray:
+    """A contract executor's decisions on its traded bars: once over the whole arrays, or (for
+    the runonce/next identity) bar by bar on growing prefixes; ``warmup`` leading rows are
+    history."""
+    if runonce:
+        return plan.weights(inputs, warmup=warmup)
+    return bar_by_bar_weights(plan, inputs, warmup=warmup)

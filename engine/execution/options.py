@@ -53,7 +53,7 @@ from volbacktest.engine.calculators.options_book import (
 )
 from volbacktest.engine.errors import ConfigError, DataError
 from volbacktest.engine.execution.instruments import (
-    bar_by_bar_weights,
+    contract_decisions,
     end_of_day_lag,
     instrument,
 )
@@ -444,11 +444,7 @@ def run_options_backtest(
     lag = end_of_day_lag(cfg)
     market = market or options_market(cfg)
     plan = cfg.plan
-    warm = market.n_warmup
-    if runonce:
-        weights = plan.weights(market.inputs, warmup=warm)
-    else:
-        weights = bar_by_bar_weights(plan, market.inputs, warmup=warm)
+    weights = contract_decisions(plan, market.inputs, market.n_warmup, runonce=runonce)
     rate_coll = _collateral_rate(cfg, market)
     st = _State(OptionBook(cfg.options.terms(market.multiplier), cfg.execution.initial_cash))
     book = st.book
