@@ -54,6 +54,7 @@ from volbacktest.engine.execution.instruments import (
     contract_decisions,
     end_of_day_lag,
     instrument,
+    margin_metrics,
 )
 from volbacktest.engine.execution.metrics import finite_or_none, performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
@@ -434,11 +435,8 @@ def _result(cfg, market, weights, roles, rows, held_rows, acct) -> BacktestResul
     )
     tx = trades.rename(columns={"contract": "symbol", "fee": "commission"})
     tx["value"] = 0.0  # futures: no cash changes hands at the trade, only the fee
-    cushion = (daily["equity"] - daily["maintenance_margin"]) / daily["equity"]
-    cushion = cushion[daily["maintenance_margin"] > 0]
     scaled = tx.assign(size=tx["size"] * fut.multiplier)  # turnover in notional USD
     metrics = performance_metrics(returns, positions, scaled, equity)
-    used = daily["initial_margin"] / daily["equity"]
     metrics.update(
         {
             "strategy": cfg.strategy.name,
@@ -452,14 +450,7 @@ def _result(cfg, market, weights, roles, rows, held_rows, acct) -> BacktestResul
             "fees_paid": finite_or_none(trades["fee"].sum()),
             "roll_trades": int((trades["reason"] == "roll").sum()),
             "final_settlements": int((trades["reason"] == "final_settlement").sum()),
-            "margin_used_mean": finite_or_none(used[used > 0].mean()) if (used > 0).any() else 0.0,
-            "margin_used_max": finite_or_none(used.max()),
-            "margin_cushion_min": finite_or_none(cushion.min()) if len(cushion) else None,
-            "margin_cushion_min_date": f"{cushion.idxmin():%Y-%m-%d}" if len(cushion) else None,
-            "margin_calls": len(acct.events),
-            "margin_call_events": acct.events,
-            "margin_limited_days": acct.margin_limited,
-            "stopped": acct.stopped,
+            **margin_metrics(daily, acct.events, acct.margin_limited, acct.stopped),
         }
     )
     warm_metrics, warm_note = warmup_summary(market, weights)

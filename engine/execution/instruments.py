@@ -16,8 +16,10 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from volbacktest.engine.errors import ConfigError
+from volbacktest.engine.execution.metrics import finite_or_none
 from volbacktest.engine.inputs.config import BacktestConfig
 
 Instrument = Literal["shares", "futures", "options"]
@@ -91,3 +93,26 @@ def contract_decisions(
     if runonce:
         return plan.weights(inputs, warmup=warmup)
     return bar_by_bar_weights(plan, inputs, warmup=warmup)
+
+
+def margin_metrics(
+    daily: pd.DataFrame, events: list, limited_days: int, stopped: bool
+) -> dict[str, object]:
+    """What ``metrics.json`` says of a contract run's margin, from its daily ``equity``,
+    ``initial_margin`` and ``maintenance_margin``: initial margin / equity (mean over the days
+    with margin held, and max), the lowest cushion (equity - maintenance) / equity and its date,
+    the margin-call events, the days a target was cut to the margin, and whether a call
+    stopped the run."""
+    used = daily["initial_margin"] / daily["equity"]
+    cushion = (daily["equity"] - daily["maintenance_margin"]) / daily["equity"]
+    cushion = cushion[daily["maintenance_margin"] > 0]
+    return {
+        "margin_used_mean": finite_or_none(used[used > 0].mean()) if (used > 0).any() else 0.0,
+        "margin_used_max": finite_or_none(used.max()),
+        "margin_cushion_min": finite_or_none(cushion.min()) if len(cushion) else None,
+        "margin_cushion_min_date": f"{cushion.idxmin():%Y-%m-%d}" if len(cushion) else None,
+        "margin_calls": len(events),
+        "margin_call_events": events,
+        "margin_limited_days": limited_days,
+        "stopped": stopped,
+    }

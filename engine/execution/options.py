@@ -56,6 +56,7 @@ from volbacktest.engine.execution.instruments import (
     contract_decisions,
     end_of_day_lag,
     instrument,
+    margin_metrics,
 )
 from volbacktest.engine.execution.metrics import finite_or_none, performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
@@ -524,7 +525,6 @@ def _result(cfg, market: OptionsMarket, weights, rows, st: _State) -> BacktestRe
     metrics = performance_metrics(returns, positions, scaled, equity)
     statuses = pd.DataFrame(st.statuses, columns=["date", "leg", "status"])
     labels = sorted(set(trades.loc[trades["reason"] != "expired_worthless", "price_source"]))
-    used = daily["initial_margin"] / daily["equity"]
     warm_metrics, warm_note = warmup_summary(market, weights)
     metrics.update(
         {
@@ -556,11 +556,7 @@ def _result(cfg, market: OptionsMarket, weights, rows, st: _State) -> BacktestRe
                 f"{r.date:%Y-%m-%d} leg {r.leg}: {r.status}" for r in statuses.itertuples()
             ],
             "margin_rule": opt.margin,
-            "margin_used_max": finite_or_none(used.max()),
-            "margin_limited_days": st.margin_limited,
-            "margin_calls": len(st.events),
-            "margin_call_events": st.events,
-            "stopped": st.stopped,
+            **margin_metrics(daily, st.events, st.margin_limited, st.stopped),
             **warm_metrics,
         }
     )
