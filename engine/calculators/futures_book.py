@@ -260,6 +260,33 @@ def margin_call_scale(equity: float, initial_requirement: float) -> float:
     return float(min(1.0, max(0.0, equity / initial_requirement)))
 
 
+def margin_call_action(
+    equity: float, maintenance: float, initial: float, on_call: str
+) -> tuple[str, float] | None:
+    """The answer to a maintenance check, shared by the futures and options executors: None
+    when equity covers the maintenance margin (and is positive); else the action (``stop``
+    when asked for or when equity is gone, else ``reduce``) and the fraction of every position
+    kept (:func:`margin_call_scale` of the initial requirement; 0 for ``stop``)."""
+    if equity >= maintenance and equity > 0:
+        return None
+    action = "stop" if on_call == "stop" or equity <= 0 else "reduce"
+    return action, (margin_call_scale(equity, initial) if action == "reduce" else 0.0)
+
+
+def margin_call_event(
+    day, equity: float, maintenance: float, action: str, before: dict, after: dict
+) -> dict:
+    """The record of one margin call in ``metrics.json`` (positions by contract name)."""
+    return {
+        "date": f"{day:%Y-%m-%d}",
+        "equity": equity,
+        "maintenance_margin": maintenance,
+        "action": action,
+        "contracts_before": before,
+        "contracts_after": after,
+    }
+
+
 def basket_contracts(
     exposure: float, equity: float, units: np.ndarray, prices: np.ndarray, multiplier: float
 ) -> np.ndarray:

@@ -14,8 +14,6 @@ import pandas as pd
 
 from volbacktest.engine.calculators.bs import bs_greeks, bs_price, implied_vol
 
-DAYS_PER_YEAR = 365.0
-
 # statuses of a leg that could not be chosen on a date (reported per date, never a crash)
 NO_EXPIRY = "no_expiry"  # no listed expiry satisfies the expiry rule
 NO_STRIKE = "no_strike"  # the expiry has no strike satisfying the strike rule

@@ -24,7 +24,7 @@ from volbacktest.engine.execution.bt import (
     PercentPerShareCommission,
     SignalFeed,
 )
-from volbacktest.engine.execution.metrics import performance_metrics
+from volbacktest.engine.execution.metrics import equity_returns, performance_metrics
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.chainseries import is_chain_input, load_chain, parse_input
 from volbacktest.engine.inputs.config import BacktestConfig, ExecutionConfig
@@ -156,9 +156,7 @@ def collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
             f"broker {marks[i]:.6f}; please report this with the config"
         )
 
-    returns = equity.pct_change()
-    returns.iloc[0] = equity.iloc[0] / cfg.execution.initial_cash - 1.0
-    returns.name = "returns"
+    returns = equity_returns(equity, cfg.execution.initial_cash)
     positions = values.copy()
     positions["cash"] = cash
     w_lines = strat.target.lines

@@ -41,6 +41,8 @@ from volbacktest.engine.calculators.futures_book import (
     ContractBook,
     basket_contracts,
     contract_name,
+    margin_call_action,
+    margin_call_event,
     margin_call_scale,
 )
 from volbacktest.engine.calculators.futures_curve import (
@@ -56,7 +58,11 @@ from volbacktest.engine.execution.instruments import (
     instrument,
     margin_metrics,
 )
-from volbacktest.engine.execution.metrics import finite_or_none, performance_metrics
+from volbacktest.engine.execution.metrics import (
+    equity_returns,
+    finite_or_none,
+    performance_metrics,
+)
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig
 from volbacktest.engine.inputs.market import (
@@ -234,22 +240,22 @@ def _margin_call(acct: _Account, day, on_call: str, settle: dict) -> bool:
     if not book.held():
         return False
     equity, maint = book.equity, book.requirement("maintenance")
-    if equity >= maint and equity > 0:
+    call = margin_call_action(equity, maint, book.requirement("initial"), on_call)
+    if call is None:
         return False
-    action = "stop" if on_call == "stop" or equity <= 0 else "reduce"
-    keep = margin_call_scale(equity, book.requirement("initial")) if action == "reduce" else 0.0
+    action, keep = call
     before = {e: book.positions[e] for e in book.held()}
     targets = {e: _toward_zero(n * keep, book.terms.fractional) for e, n in before.items()}
     book.trade_to(day, targets, settle, dict.fromkeys(targets, "margin_call"))
     acct.events.append(
-        {
-            "date": f"{day:%Y-%m-%d}",
-            "equity": equity,
-            "maintenance_margin": maint,
-            "action": action,
-            "contracts_before": {contract_name(e): n for e, n in before.items()},
-            "contracts_after": {contract_name(e): book.positions.get(e, 0.0) for e in before},
-        }
+        margin_call_event(
+            day,
+            equity,
+            maint,
+            action,
+            {contract_name(e): n for e, n in before.items()},
+            {contract_name(e): book.positions.get(e, 0.0) for e in before},
+        )
     )
     acct.stopped = action == "stop"
     return True
@@ -419,9 +425,7 @@ def _result(cfg, market, weights, roles, rows, held_rows, acct) -> BacktestResul
     daily = pd.DataFrame(rows).set_index("date")
     dates = daily.index
     equity = daily["equity"].rename("equity")
-    returns = equity.pct_change()
-    returns.iloc[0] = equity.iloc[0] / cfg.execution.initial_cash - 1.0
-    returns.name = "returns"
+    returns = equity_returns(equity, cfg.execution.initial_cash)
     holdings = pd.DataFrame(held_rows, index=dates).fillna(0.0)
     holdings = holdings[sorted(holdings.columns, key=lambda c: c.split("(")[-1])]
     prices = market.matrix.settle.copy()

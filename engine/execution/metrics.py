@@ -148,3 +148,11 @@ def benchmark_metrics(returns: pd.Series, benchmark: pd.Series) -> dict:
 def rolling_volatility(returns: pd.Series, window: int = 126) -> pd.Series:
     """Annualised volatility (ddof 1) over a trailing window of daily returns."""
     return returns.rolling(window).std(ddof=1) * math.sqrt(TRADING_DAYS_PER_YEAR)
+
+
+def equity_returns(equity: pd.Series, initial_cash: float) -> pd.Series:
+    """Daily returns of an equity curve, the first bar's against the initial cash."""
+    returns = equity.pct_change()
+    returns.iloc[0] = equity.iloc[0] / initial_cash - 1.0
+    returns.name = "returns"
+    return returns

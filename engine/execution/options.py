@@ -35,9 +35,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from volbacktest.engine.calculators.futures_book import margin_call_scale
+from volbacktest.engine.calculators.bs import DAYS_PER_YEAR
+from volbacktest.engine.calculators.futures_book import (
+    margin_call_action,
+    margin_call_event,
+    margin_call_scale,
+)
 from volbacktest.engine.calculators.option_legs import (
-    DAYS_PER_YEAR,
     NO_BID,
     NO_EXPIRY,
     choose_expiry,
@@ -58,7 +62,11 @@ from volbacktest.engine.execution.instruments import (
     instrument,
     margin_metrics,
 )
-from volbacktest.engine.execution.metrics import finite_or_none, performance_metrics
+from volbacktest.engine.execution.metrics import (
+    equity_returns,
+    finite_or_none,
+    performance_metrics,
+)
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.chainseries import chain_dataset, load_chain
 from volbacktest.engine.inputs.config import BacktestConfig
@@ -273,12 +281,11 @@ def _margin_call(cfg, st: _State, market, t: int) -> bool:
     if not book.held():
         return False
     equity, maint = book.equity(spot), book.requirement(spot)
-    if equity >= maint and equity > 0:
-        return False
-    on_call = cfg.options.on_margin_call
-    action = "stop" if on_call == "stop" or equity <= 0 else "reduce"
     initial = book.requirement(spot, cfg.options.broker_multiple)
-    keep = margin_call_scale(equity, initial) if action == "reduce" else 0.0
+    call = margin_call_action(equity, maint, initial, cfg.options.on_margin_call)
+    if call is None:
+        return False
+    action, keep = call
     before = {k: book.positions[k] for k in book.held()}
     lo, hi = market.bounds[t], market.bounds[t + 1]
     for key, n in before.items():
@@ -291,14 +298,14 @@ def _margin_call(cfg, st: _State, market, t: int) -> bool:
     if action == "stop" and book.shares:
         book.trade_shares(day, -book.shares, spot, "margin_call")
     st.events.append(
-        {
-            "date": f"{day:%Y-%m-%d}",
-            "equity": equity,
-            "maintenance_margin": maint,
-            "action": action,
-            "contracts_before": {k.name(): n for k, n in before.items()},
-            "contracts_after": {k.name(): book.positions.get(k, 0.0) for k in before},
-        }
+        margin_call_event(
+            day,
+            equity,
+            maint,
+            action,
+            {k.name(): n for k, n in before.items()},
+            {k.name(): book.positions.get(k, 0.0) for k in before},
+        )
     )
     st.stopped = action == "stop"
     return True
@@ -487,9 +494,7 @@ def _result(cfg, market: OptionsMarket, weights, rows, st: _State) -> BacktestRe
     opt, book = cfg.options, st.book
     daily = pd.DataFrame(rows).set_index("date")
     equity = daily["equity"].rename("equity")
-    returns = equity.pct_change()
-    returns.iloc[0] = equity.iloc[0] / cfg.execution.initial_cash - 1.0
-    returns.name = "returns"
+    returns = equity_returns(equity, cfg.execution.initial_cash)
     positions = pd.DataFrame(
         {
             cfg.params.underlying: daily["underlying_value"],
