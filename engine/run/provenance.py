@@ -15,6 +15,7 @@ import hashlib
 import json
 import platform
 import subprocess
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -67,8 +68,9 @@ def environment() -> dict:
     }
 
 
-def config_hash(resolved: dict) -> str:
-    """sha256 of the resolved config's canonical JSON."""
+def config_hash(resolved: Mapping) -> str:
+    """sha256 of the resolved config's canonical JSON (sorted keys, no spaces); a sweep's run
+    id is its first hex digits (without ``name`` and ``report``)."""
     text = json.dumps(resolved, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from volbacktest.engine.calculators.overfitting import (
-    deflated_sharpe,
     effective_trials,
     expected_max_sharpe,
     mean_pairwise_correlation,
@@ -38,6 +37,7 @@ from volbacktest.engine.calculators.overfitting import (
     probabilistic_sharpe,
 )
 from volbacktest.engine.execution.metrics import TRADING_DAYS_PER_YEAR
+from volbacktest.engine.run.outputs import atomic_file
 
 from .records import params_of_row
 from .spec import SweepPlan
@@ -193,23 +193,11 @@ def sweep_statistics(
         best = {
             "sharpe": float(m.sharpe[j]),
             "psr": float(per_run["psr"].iloc[j]),
-            "dsr": (
-                deflated_sharpe(
-                    float(m.sharpe[j]),
-                    n_obs,
-                    n_trials=n_eff,
-                    sr_variance=sr_var,
-                    skew=float(m.skew[j]),
-                    kurtosis=float(m.kurtosis[j]),
-                )
-                if sr_var is not None
-                else None
-            ),
+            "dsr": float(per_run["dsr"].iloc[j]) if sr0 is not None else None,
         }
     pbo = None
     if n >= 2:
-        res = pbo_from_sums(sums, n_obs, store.blocks)
-        pbo = res
+        pbo = pbo_from_sums(sums, n_obs, store.blocks)
     else:
         notes.append("PBO needs at least two finished runs")
     boundary = boundary_warnings(plan, ranking.iloc[0]) if len(ranking) else []
@@ -237,5 +225,6 @@ def sweep_statistics(
 
 def write_statistics(stats: OverfitStats, folder: Path) -> Path:
     path = Path(folder) / "overfitting.json"
-    path.write_text(stats.to_json() + "\n", encoding="utf-8")
+    with atomic_file(path) as tmp:  # replaced whole, like ranking.csv beside it
+        tmp.write_text(stats.to_json() + "\n", encoding="utf-8")
     return path

@@ -104,7 +104,8 @@ def _record_provenance(plan: SweepPlan, store: ResultsStore, markets, folder: Pa
     record = sweep_record(plan.base, markets.get(plan.base), plan.spec.model_dump(mode="json"))
     text = json.dumps(record, indent=2, default=str)
     store.set_meta(provenance=text)
-    (folder / "run.json").write_text(text + "\n", encoding="utf-8")
+    with atomic_file(folder / "run.json") as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
 
 
 def keep_top_returns(store: ResultsStore, results: list[tuple[str, BacktestResult]]) -> None:

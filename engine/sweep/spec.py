@@ -52,6 +52,7 @@ from volbacktest.engine.inputs.config import (
     config_from_mapping,
     read_yaml,
 )
+from volbacktest.engine.run.provenance import config_hash
 from volbacktest.strategies.base import StrategySpec
 
 from .metrics import LOWER_IS_BETTER, METRIC_NAMES
@@ -311,8 +312,7 @@ def _set_path(raw: dict, dotted: str, value) -> None:
 def run_id_of(resolved: Mapping) -> str:
     """Hash of a resolved config (``name`` and ``report`` excluded: they do not change results)."""
     body = {k: v for k, v in resolved.items() if k not in ("name", "report")}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:RUN_ID_HEX]
+    return config_hash(body)[:RUN_ID_HEX]
 
 
 @dataclass(frozen=True)

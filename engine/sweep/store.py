@@ -48,6 +48,7 @@ from volbacktest.engine.calculators.overfitting import (
     unit_deviations,
 )
 from volbacktest.engine.errors import ConfigError, require_extra
+from volbacktest.engine.run.outputs import atomic_file
 
 from .metrics import METRIC_NAMES
 from .records import STATUS_FAILED, STATUS_OK, RunRecord
@@ -312,9 +313,8 @@ class ResultsStore:
         )
         self.returns_dir.mkdir(exist_ok=True)
         name = f"part-{time.time_ns():020d}-{os.getpid()}.parquet"
-        tmp = self.returns_dir / f".{name}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, self.returns_dir / name)
+        with atomic_file(self.returns_dir / name) as tmp:  # ".part-...": not globbed
+            pq.write_table(table, tmp, compression="zstd")
         self._pending.clear()
 
     def commit(self) -> None:
