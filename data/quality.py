@@ -17,7 +17,7 @@ sessions of ``calendar`` missing between two rows; ``weekdays`` by default, or `
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,11 +89,12 @@ def find_problems(
     frame: pd.DataFrame,
     name: str,
     thresholds: Thresholds = Thresholds(),
-    line_of: Mapping[pd.Timestamp, int] | None = None,
+    line_of: Mapping[pd.Timestamp, int] | Callable[[], Mapping] | None = None,
 ) -> list[SeriesProblem]:
     """Spikes, stale runs and gaps of ``frame['close']`` (rows without a close are skipped).
-    ``line_of`` maps dates to file lines for the messages (default: looked up in the file the
-    frame came from, when it can be read)."""
+    ``line_of`` maps dates to file lines for the messages, or is a function that reads them
+    (called only when a problem is found; default: looked up in the file the frame came from,
+    when it can be read)."""
     close = frame["close"].dropna()
     if len(close) < 2:
         return []
@@ -138,6 +139,8 @@ def find_problems(
         return []
     if line_of is None:
         line_of = file_lines(file) if file else {}
+    elif callable(line_of):  # the file is read for line numbers only when something is found
+        line_of = line_of()
     out = []
     for kind, a, b, detail in found:
         ends = (idx[a], idx[b])

@@ -194,14 +194,13 @@ def _resolve(name: str, entry: FileEntry) -> tuple[str, str]:
             f"{_where(name, path)}: no such file or folder; fix data.datasets.{name}.path (a "
             "relative path is read from the config file's folder)"
         )
-    if entry.format == "auto":
+    if entry.format == "auto":  # detection checks a text file's content itself
         fmt, why = detect_format(path)
-        detected = f"{name}: format auto -> {fmt} ({why})"
-    else:
-        fmt, detected = entry.format, ""
+        return fmt, f"{name}: format auto -> {fmt} ({why})"
+    fmt = entry.format
     if path.is_file() and fmt not in ("parquet", "cfe"):
         _check_text(path)
-    return fmt, detected
+    return fmt, ""
 
 
 def _parquet_frame(path: Path, columns: Mapping[str, str]) -> pd.DataFrame:

@@ -55,15 +55,10 @@ def stale_runs(values, longer_than: int) -> list[tuple[int, int]]:
     if len(v) == 0:
         return []
     same = np.isfinite(v[1:]) & (v[1:] == v[:-1])
-    runs = []
-    start = 0
-    for i in range(1, len(v) + 1):
-        if i < len(v) and same[i - 1]:
-            continue
-        if i - start > longer_than:
-            runs.append((start, i - 1))
-        start = i
-    return runs
+    starts = np.flatnonzero(np.r_[True, ~same])  # a run starts where a row differs from the last
+    ends = np.r_[starts[1:], len(v)] - 1
+    keep = ends - starts + 1 > longer_than
+    return [(int(a), int(b)) for a, b in zip(starts[keep], ends[keep], strict=True)]
 
 
 def gaps(dates, sessions, longer_than: int, groups=None) -> list[tuple[int, int, int]]:

@@ -12,6 +12,7 @@ price series goes through; and the provenance a run records (``run.json``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -180,8 +181,12 @@ def check_series(
     entry = data_cfg.datasets.get(name)
     line_of = None
     if entry is not None and Path(entry.path).is_file() and entry.format not in ("parquet",):
-        line_of = quality.file_lines(
-            entry.path, sep=entry.sep, date_format=entry.date_format, dayfirst=entry.dayfirst
+        line_of = functools.partial(
+            quality.file_lines,
+            entry.path,
+            sep=entry.sep,
+            date_format=entry.date_format,
+            dayfirst=entry.dayfirst,
         )
     problems = quality.find_problems(frame, name, thresholds, line_of)
     return quality.enforce(problems, data_cfg.on_problem, acknowledged)
