@@ -389,10 +389,20 @@ def load_user_file(name: str, entry, on_problem: str = "stop") -> Loaded:
     return Loaded(name, frame, fmt, detected, tuple(repairs))
 
 
+def files_of(path: str | Path) -> list[Path]:
+    """The file itself, or every file below a folder (a CFE folder), sorted."""
+    path = Path(path)
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def files_signature(path: str | Path) -> tuple:
+    """(path, mtime, size) of :func:`files_of` ``path``: a cache key that changes with the files."""
+    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files_of(path))
+
+
 def file_digest(path: str | Path) -> dict:
     """Size and sha256 of a file, or of every file in a folder (sorted, hashed in order)."""
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = files_of(path)
     digest = hashlib.sha256()
     size = 0
     for f in files:

@@ -28,6 +28,7 @@ from volbacktest.data.user_files import (
     Loaded,
     date_range,
     file_digest,
+    files_signature,
     load_user_file,
 )
 from volbacktest.engine.caches import CACHES
@@ -49,11 +50,6 @@ class Named:
     acknowledged: tuple[str, ...] = ()
 
 
-def _signature(path: Path) -> tuple:
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
-
-
 @CACHES.memo("inputs.datasets.user_files", maxsize=64)
 def _load_user(name: str, entry_json: str, signature: tuple, on_problem: str) -> Loaded:
     entry = FileEntry.of(DatasetFile.model_validate_json(entry_json))
@@ -67,7 +63,7 @@ def _digest(path: str, signature: tuple) -> dict:
 
 def digest(path: str | Path) -> dict:
     """Size and sha256 of a file or folder (cached by paths, sizes and modification times)."""
-    return dict(_digest(str(path), _signature(Path(path))))
+    return dict(_digest(str(path), files_signature(Path(path))))
 
 
 def _span(frame: pd.DataFrame) -> dict:
@@ -83,7 +79,7 @@ def _in_source(name: str, data_cfg: DataConfig) -> bool:
 
 def _user(name: str, entry: DatasetFile, data_cfg: DataConfig) -> Named:
     path = Path(entry.path)
-    loaded = _load_user(name, entry.model_dump_json(), _signature(path), data_cfg.on_problem)
+    loaded = _load_user(name, entry.model_dump_json(), files_signature(path), data_cfg.on_problem)
     if loaded.is_chain:
         raise ConfigError(
             f"data.datasets.{name}: a {loaded.format} option chain, not a price series; a "
@@ -152,7 +148,7 @@ def unused_entry(name: str, data_cfg: DataConfig) -> str:
     """Load (and so check) a ``data.datasets`` entry the run does not read; the note says so."""
     entry = data_cfg.datasets[name]
     path = Path(entry.path)
-    loaded = _load_user(name, entry.model_dump_json(), _signature(path), data_cfg.on_problem)
+    loaded = _load_user(name, entry.model_dump_json(), files_signature(path), data_cfg.on_problem)
     what = "option chain" if loaded.is_chain else "series"
     return (
         f"{name}: data.datasets entry checked but not read by the strategy or filters "
@@ -208,7 +204,7 @@ def describe(
             continue
         if entry is not None:
             path = Path(entry.path)
-            loaded = _load_user(name, entry.model_dump_json(), _signature(path), "warn")
+            loaded = _load_user(name, entry.model_dump_json(), files_signature(path), "warn")
             kind = "chain" if loaded.is_chain else (entry.kind or role)
             rows.append(
                 {

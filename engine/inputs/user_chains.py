@@ -35,13 +35,18 @@ import pandas as pd
 from volbacktest.data import chains
 from volbacktest.data.catalogue import roots_for
 from volbacktest.data.rates import load_shibor
-from volbacktest.data.user_files import CHAIN_FORMATS, detect_format, load_user_file
+from volbacktest.data.user_files import (
+    CHAIN_FORMATS,
+    detect_format,
+    files_signature,
+    load_user_file,
+)
 from volbacktest.engine.caches import CACHES
 from volbacktest.engine.errors import ConfigError, DataError, DataNotFoundError, DataQualityWarning
 from volbacktest.engine.inputs import chainseries
 from volbacktest.engine.inputs.chainseries import ChainContext, ChainDatasetSpec
 from volbacktest.engine.inputs.config import DataConfig
-from volbacktest.engine.inputs.datasets import _signature, load_named
+from volbacktest.engine.inputs.datasets import load_named
 from volbacktest.engine.inputs.options_series import ETF50_FILES, _policy
 
 
@@ -81,7 +86,7 @@ def chain_spec(name: str, data_cfg) -> ChainDatasetSpec:
 
 def _load(name: str, data_cfg, roots=None, **_) -> tuple[pd.DataFrame, ChainContext]:
     entry = data_cfg.datasets[name]
-    return _cached(name, data_cfg.model_dump_json(), _signature(Path(entry.path)))
+    return _cached(name, data_cfg.model_dump_json(), files_signature(entry.path))
 
 
 @CACHES.memo("inputs.user_chains.chains", maxsize=8)
