@@ -76,9 +76,8 @@ def one_hot(choice: np.ndarray, n_assets: int) -> np.ndarray:
     """Weights from an integer choice per bar: column ``choice`` gets 1, a choice of -1 means cash,
     NaN means no decision (the whole row NaN)."""
     choice = np.asarray(choice, dtype=np.float64)
-    w = np.zeros((len(choice), n_assets))
-    known = ~np.isnan(choice)
-    rows = np.flatnonzero(known & (choice >= 0))
-    w[rows, choice[rows].astype(int)] = 1.0
-    w[~known] = np.nan
+    w = np.empty((len(choice), n_assets))
+    for j in range(n_assets):  # column by column: numpy is slow along a short inner axis
+        np.equal(choice, j, out=w[:, j], casting="unsafe")  # -1 and NaN match no column
+    w[np.isnan(choice)] = np.nan
     return w

@@ -42,7 +42,8 @@ def _neg(band: float) -> str:
 
 def _switch_weights(state: np.ndarray) -> np.ndarray:
     """+1 → short-vol ETN (column 0), -1 → long-vol ETN (column 1), NaN → no decision."""
-    choice = np.where(np.isnan(state), np.nan, np.where(state > 0, 0.0, 1.0))
+    choice = np.where(state > 0, 0.0, 1.0)
+    choice[np.isnan(state)] = np.nan
     return one_hot(choice, 2)
 
 

@@ -31,6 +31,7 @@ from volbacktest.engine.execution.vectorised import (
     MarketArrays,
     decision_stack,
     fast_backtest,
+    numba_available,
     simulate,
 )
 from volbacktest.engine.inputs import market as market_mod
@@ -205,7 +206,11 @@ def test_arbitrary_weights_through_backtrader(
         strat, ev = backtrader_run_of(cfg, market, plan, _runner(cfg, market))
     assert not strat.problems, strat.problems
     arrays = MarketArrays.from_market(market, plan)
-    sim = simulate(weights[None], arrays, cfg.execution)
+    sim = simulate(weights[None], arrays, cfg.execution, kernel="numpy")  # the reference
+    if numba_available():  # the compiled kernel: the same bits (tests/test_fast_kernel.py)
+        compiled = simulate(weights[None], arrays, cfg.execution, kernel="numba")
+        np.testing.assert_array_equal(compiled.equity, sim.equity)
+        np.testing.assert_array_equal(compiled.fills.size, sim.fills.size)
     b = sim.equity[:, 0]
     a = ev.equity.to_numpy()
     assert np.max(np.abs(a - b) / np.abs(a)) <= (INTEGER_LOT_RTOL if lot else FRACTIONAL_RTOL)

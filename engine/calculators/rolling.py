@@ -41,11 +41,12 @@ def _memo(kernel: Callable[..., np.ndarray], x: np.ndarray, *args) -> np.ndarray
     if memo is None:
         return kernel(x, *args)
     key = (kernel.__name__, args, x.shape, x[:: max(1, len(x) // 64)].tobytes())
+    data = x.tobytes()
     for seen, out in memo.get(key, ()):  # a sample keys the memo; the whole input must match
-        if np.array_equal(seen, x, equal_nan=True):
+        if seen == data:  # bit for bit (equal values stored differently are computed again)
             return out.copy()
     out = kernel(x, *args)
-    memo.setdefault(key, []).append((x.copy(), out))
+    memo.setdefault(key, []).append((data, out))
     return out.copy()
 
 
@@ -120,14 +121,14 @@ def trailing_return(x, periods: int) -> np.ndarray:
 def hold_last(x) -> np.ndarray:
     """Forward-fill NaNs with the last non-NaN value (causal). Leading NaNs stay NaN."""
     x = _as_float(x)
-    idx = np.where(np.isnan(x), 0, np.arange(len(x)))
+    known = ~np.isnan(x)
+    if not known.any():
+        return np.full_like(x, np.nan)
+    idx = np.arange(len(x))
+    idx *= known  # the index of a known value, 0 elsewhere
     np.maximum.accumulate(idx, out=idx)
     out = x[idx]
-    if len(x):
-        first = np.flatnonzero(~np.isnan(x))
-        if len(first) == 0:
-            return np.full_like(x, np.nan)
-        out[: first[0]] = np.nan
+    out[: int(known.argmax())] = np.nan
     return out
 
 

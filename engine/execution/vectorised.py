@@ -128,6 +128,7 @@ class GridSimulation:
     unfilled_at_end: np.ndarray  # (n_runs,) a close-fill target decided for the final close
     holdings: np.ndarray | None = None  # (n_bars, n_runs, n_assets) when asked for
     cash: np.ndarray | None = None  # (n_bars, n_runs) ledger cash, when holdings are kept
+    kernel: str = "numpy"  # which simulation produced it (KERNELS)
 
     @property
     def n_runs(self) -> int:
@@ -318,6 +319,43 @@ def _send_orders(book, rows, held_before, delta, prices, bars, ex, log) -> np.nd
     return rejected
 
 
+# --------------------------------------------------------------------------- kernels
+KERNELS = ("auto", "numba", "numpy")
+KERNEL_ENV = "VOLBT_KERNEL"  # auto | numba | numpy: which simulation the fast path runs
+
+
+def numba_available() -> bool:
+    """Whether the compiled kernel (extra ``fast``: numba) can be imported."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def kernel_for(n_assets: int, requested: str | None = None) -> str:
+    """The simulation that runs: ``numba`` (``engine.execution.numba_kernel``, the default when
+    numba is installed and the run trades fewer than 8 assets) or ``numpy`` (the reference,
+    this module). ``requested`` (or the ``VOLBT_KERNEL`` environment variable) forces one;
+    asking for ``numba`` without it installed names the extra."""
+    import os
+
+    from volbacktest.engine.errors import ConfigError, require_extra
+
+    choice = requested or os.environ.get(KERNEL_ENV) or "auto"
+    if choice not in KERNELS:
+        raise ConfigError(f"{KERNEL_ENV}={choice!r}: the fast-path kernel is one of {KERNELS}")
+    if choice == "numpy":
+        return "numpy"
+    if choice == "numba":
+        require_extra("numba", "fast")
+    elif not numba_available():
+        return "numpy"
+    from volbacktest.engine.execution.numba_kernel import MAX_ASSETS
+
+    return "numba" if n_assets <= MAX_ASSETS else "numpy"
+
+
 # --------------------------------------------------------------------------- the simulator
 def simulate(
     weights: np.ndarray,
@@ -325,9 +363,11 @@ def simulate(
     execution: ExecutionConfig,
     *,
     keep_holdings: bool = False,
+    kernel: str | None = None,
 ) -> GridSimulation:
     """Simulate ``weights`` (``(n_runs, n_bars, n_assets)`` target weights, NaN = no decision)
-    on one market with the execution settings of ``run_backtest``."""
+    on one market with the execution settings of ``run_backtest``; ``kernel`` as
+    :func:`kernel_for` (both give the same bits: ``tests/test_fast_kernel.py``)."""
     w_all = np.asarray(weights, dtype=np.float64)
     if w_all.ndim == 2:
         w_all = w_all[None]
@@ -341,6 +381,8 @@ def simulate(
     next_open = ex.fill.uses_open
     lag = ex.fill.lag
     fill_prices = arrays.open if next_open else arrays.close
+    if kernel_for(k, kernel) == "numba":
+        return _simulate_compiled(w_all, fill_prices, arrays.close, ex, keep_holdings)
     last_fill_bar = n_bars - 1 if next_open else n_bars - 2
 
     w_cols = []
@@ -392,6 +434,30 @@ def simulate(
         unfilled,
         holdings,
         None if cash is None else cash.T,
+    )
+
+
+def _simulate_compiled(w_all, fill_prices, closes, ex, keep: bool) -> GridSimulation:
+    from volbacktest.engine.execution.numba_kernel import simulate_compiled
+
+    equity, returns, gross, log, counts, holdings, cash = simulate_compiled(
+        np.ascontiguousarray(w_all), fill_prices, closes, ex, keep
+    )
+    ints = log[:, :3].astype(np.int64)
+    fills = Fills(
+        ints[:, 0], ints[:, 1], ints[:, 2], log[:, 3].copy(), log[:, 4].copy(), log[:, 5].copy()
+    )
+    return GridSimulation(
+        equity.T,
+        returns.T,
+        gross.T,
+        fills,
+        counts[0],
+        counts[1],
+        counts[2].astype(bool),
+        holdings if keep else None,
+        cash.T if keep else None,
+        kernel="numba",
     )
 
 

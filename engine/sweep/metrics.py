@@ -17,7 +17,7 @@ from volbacktest.engine.execution.metrics import (
     TRADING_DAYS_PER_YEAR,
     finite_or_none,
 )
-from volbacktest.engine.execution.vectorised import GridSimulation
+from volbacktest.engine.execution.vectorised import Fills, GridSimulation
 
 # The headline metrics of side-by-side tables (walk-forward, comparison reports).
 # Numeric metrics every run records (the store has one column each); rank by any of them.
@@ -33,10 +33,56 @@ def numeric_metrics(metrics: dict) -> dict[str, float | None]:
 
 def grid_metrics(sim: GridSimulation) -> dict[str, np.ndarray]:
     """Every metric of METRIC_NAMES for each run of ``sim`` (arrays of length ``n_runs``;
-    NaN where ``performance_metrics`` gives None)."""
+    NaN where ``performance_metrics`` gives None). A simulation of the compiled kernel gets its
+    metrics from the compiled pass (``execution.numba_kernel.grid_metrics_kernel``: the same
+    definitions, sums left to right); runs it leaves out, and numpy simulations, go through
+    empyrical here."""
+    if sim.kernel != "numba":
+        return _empyrical_metrics(
+            sim.returns, sim.equity, sim.gross_exposure, sim.fills, sim.rebalances
+        )
+    from volbacktest.engine.execution.numba_kernel import grid_metrics_kernel
+
+    f = sim.fills
+    values, fallback = grid_metrics_kernel(
+        sim.returns.T,
+        sim.equity.T,
+        sim.gross_exposure.T,
+        f.run,
+        f.size,
+        f.price,
+        float(TRADING_DAYS_PER_YEAR),
+    )
+    out = dict(zip(METRIC_NAMES[:-1], values, strict=True))  # all but rebalances
+    out["rebalances"] = sim.rebalances.astype(np.float64)
+    left = np.flatnonzero(fallback)
+    if len(left):
+        sel = np.isin(f.run, left)
+        remap = np.full(sim.n_runs, -1, dtype=np.int64)
+        remap[left] = np.arange(len(left))
+        fills = Fills(
+            remap[f.run[sel]],
+            f.bar[sel],
+            f.asset[sel],
+            f.size[sel],
+            f.price[sel],
+            f.commission[sel],
+        )
+        part = _empyrical_metrics(
+            sim.returns[:, left],
+            sim.equity[:, left],
+            sim.gross_exposure[:, left],
+            fills,
+            sim.rebalances[left],
+        )
+        for k, v in part.items():
+            out[k][left] = v
+    return {k: out[k] for k in METRIC_NAMES}
+
+
+def _empyrical_metrics(r, equity, gross_exposure, f: Fills, rebalances) -> dict[str, np.ndarray]:
     import empyrical as ep
 
-    r = sim.returns
     n_bars, n_runs = r.shape
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # empyrical divides by a zero vol
@@ -48,13 +94,11 @@ def grid_metrics(sim: GridSimulation) -> dict[str, np.ndarray]:
         with np.errstate(divide="ignore", invalid="ignore"):
             calmar = np.where(max_dd < 0, cagr / np.abs(max_dd), np.nan)
     calmar[np.isinf(calmar)] = np.nan
-    equity = sim.equity
     years = n_bars / TRADING_DAYS_PER_YEAR
-    f = sim.fills
     traded = np.bincount(f.run, weights=np.abs(f.size) * f.price, minlength=n_runs)
     trades = np.bincount(f.run, minlength=n_runs).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        exposure = sim.gross_exposure / equity
+        exposure = gross_exposure / equity
         exposure[np.isinf(exposure)] = np.nan
         turnover = traded / equity.mean(axis=0) / years
         total = equity[-1] / equity[0] * (1 + r[0]) - 1
@@ -73,8 +117,8 @@ def grid_metrics(sim: GridSimulation) -> dict[str, np.ndarray]:
         "turnover": turnover,
         "trades": trades,
         "exposure": exposure_mean,
-        "time_in_market": (sim.gross_exposure > 0).mean(axis=0),
-        "rebalances": sim.rebalances.astype(np.float64),
+        "time_in_market": (gross_exposure > 0).mean(axis=0),
+        "rebalances": np.asarray(rebalances).astype(np.float64),
     }
 
 
