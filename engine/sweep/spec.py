@@ -28,7 +28,6 @@ value, valid choices.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import difflib
 import hashlib
@@ -302,10 +301,15 @@ def _get_path(raw: Mapping, dotted: str):
 
 
 def _set_path(raw: dict, dotted: str, value) -> None:
+    """Set ``raw[a][b]...[z] = value``, copying each mapping on the way (``raw`` itself is
+    changed in place), so mappings ``raw`` shares with another config are never changed."""
     node = raw
     keys = dotted.split(".")
     for k in keys[:-1]:
-        node = node.setdefault(k, {})
+        child = node.setdefault(k, {})
+        if isinstance(child, Mapping):
+            child = node[k] = dict(child)
+        node = child
     node[keys[-1]] = value
 
 
@@ -407,7 +411,10 @@ class SweepPlan:
         return cached
 
     def resolved_for(self, values: Mapping, overrides: Mapping | None = None) -> dict:
-        raw = copy.deepcopy(self._base_resolved)
+        """The base config with ``values`` (and ``overrides``) set: the mappings along each set
+        path are copied, the rest is shared with the base (nothing downstream mutates it; a
+        deep copy per combination cost as much as simulating it on the fast path)."""
+        raw = dict(self._base_resolved)
         for k, v in {**(overrides or {}), **values}.items():
             _set_path(raw, param_path(k), v)
         return raw
