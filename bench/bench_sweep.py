@@ -11,8 +11,10 @@ do not leak into another), with the child's whole process tree sampled every 50 
   cumulative-sum moving average per window, the band's hysteresis, one-bar lag, no costs, no
   broker): the physical limit of the task, what the fast path's runs/s are divided by;
 * engine fast path: ``engine.sweep.fast.run_fast`` over the grid (decisions, array simulation,
-  metrics), and the same through ``execute`` into a SQLite store (what ``sweep`` does), on one
-  core and as chunks on ``--workers`` processes (``engine.sweep.fastpool``);
+  metrics) with the compiled kernel when numba is installed (extra ``fast``) and again with
+  the numpy kernel (``VOLBT_KERNEL=numpy``, the reference it equals bit for bit), and the same
+  through ``execute`` into a SQLite store (what ``sweep`` does), on one core and as chunks on
+  ``--workers`` processes (``engine.sweep.fastpool``);
 * ``--scale N``: an N-run grid (same market) through ``execute`` on 1 and on ``--workers``
   processes (store_returns none), the parallel speed-up of the chunked fast path;
 * engine event-driven pool: ``engine.sweep.pool.run_local`` with ``--workers`` processes under
@@ -27,9 +29,10 @@ do not leak into another), with the child's whole process tree sampled every 50 
 
 Peak memory is the sum over the process tree (parent + workers) of PSS (proportional set size:
 shared library pages counted once) and, for reference, of RSS (shared pages counted in every
-process). Targets (issue 7): fast path >= 1,000 runs/s; pool >= 1.5x optstrategy's runs/s with
-peak memory < 300 MB. The load average is printed: other jobs on this 2-core machine slow
-every wall-clock figure alike.
+process). Targets: fast path >= 5,000 runs/s on one core (issue 16; 1,000 in issue 7); the
+chunked fast path on 2 processes >= 1.7x one on a 20,000-run grid (``--scale 20000``); pool
+>= 1.5x optstrategy's runs/s with peak memory < 300 MB (issue 7). The load average is
+printed: other jobs on this 2-core machine slow every wall-clock figure alike.
 """
 
 from __future__ import annotations
@@ -162,7 +165,10 @@ def child_fast(args) -> dict:
         ev = run_backtest(c.config, market=cache.get(c.config))
         fa = fast_backtest(c.config, cache.get(c.config))
         drift = max(drift, float(((ev.equity - fa.equity).abs() / ev.equity).max()))
+    from volbacktest.engine.execution.vectorised import kernel_for
+
     return {
+        "kernel": kernel_for(2),
         "runs": len(combos),
         "wall": statistics.median(walls),
         "cpu": statistics.median(cpus),
@@ -170,6 +176,12 @@ def child_fast(args) -> dict:
         "store_runs": stats.ran,
         "drift": drift,
     }
+
+
+def child_fast_numpy(args) -> dict:
+    """The fast path with the numpy simulation (the reference the compiled kernel equals)."""
+    os.environ["VOLBT_KERNEL"] = "numpy"
+    return child_fast(args)
 
 
 def child_pool(args) -> dict:
@@ -320,6 +332,7 @@ CHILDREN = {
     "prepare": child_prepare,
     "numpy": child_numpy,
     "fast": child_fast,
+    "fast_numpy": child_fast_numpy,
     "fast_parallel": child_fast_parallel,
     "pool": child_pool,
     "optstrategy": child_optstrategy,
@@ -429,6 +442,7 @@ def main() -> None:
     load = os.getloadavg()
     methods = [] if args.skip_pool else [m for m in args.start_methods.split(",") if m]
     rows = {"numpy": run_child("numpy", args, common), "fast": run_child("fast", args, common)}
+    rows["fast_numpy"] = run_child("fast_numpy", args, common)
     rows["fast_parallel"] = run_child("fast_parallel", args, common)
     if args.scale:
         rows["scale"] = run_child("fast_parallel", args, [*common, "--scale", str(args.scale)])
@@ -466,8 +480,9 @@ def report(rows: dict, methods: list[str], vbt: dict, workers: int) -> None:
     ref = rows["numpy"]
     ref_rate = line("numpy reference (position x returns, median)", ref)
     fast = rows["fast"]
-    fast_rate = line("engine fast path, 1 core (vectorised, median)", fast)
+    fast_rate = line(f"engine fast path, 1 core ({fast['kernel']} kernel, median)", fast)
     line("engine fast path + SQLite store, 1 core", fast, fast["wall_with_store"])
+    line("engine fast path, 1 core, numpy kernel", rows["fast_numpy"])
     par = rows["fast_parallel"]
     par_rate = line(f"engine fast path, {workers} processes (chunks)", par)
     pool_rates = {
