@@ -276,6 +276,9 @@ class BacktestConfig(_Model):
     source_file: Path | None = Field(None, exclude=True)
     # a strategy of the user's own, not in the registry (set by config_from_mapping(strategy=))
     _user_strategy: StrategySpec | None = PrivateAttr(None)
+    # (strategy, filters, user strategy, plan): the plan validated once per config (a sweep
+    # reads it several times per run); not pickled, and recomputed if a copy changed them
+    _plan_memo: tuple | None = PrivateAttr(None)
 
     @property
     def spec(self) -> StrategySpec:
@@ -291,16 +294,35 @@ class BacktestConfig(_Model):
 
     @property
     def params(self) -> StrategyParams:
-        return _strategy_params(self.strategy, self.user_strategy)
+        return self.plan.params
 
     @property
     def filter_params(self) -> tuple:
-        return tuple(_filter_params(f) for f in self.filters)
+        return self.plan.filters
 
     @property
     def plan(self):
         """The strategy's decision with its filters (what the executors evaluate)."""
-        return DecisionPlan(self.spec, self.params, self.filter_params)
+        private = self.__pydantic_private__
+        memo = private["_plan_memo"]
+        user = private["_user_strategy"]
+        if memo is not None and memo[0] is self.strategy and memo[1] is self.filters:
+            if memo[2] is user:
+                return memo[3]
+        plan = DecisionPlan(
+            _strategy_spec(self.strategy, user),
+            _strategy_params(self.strategy, user),
+            tuple(_filter_params(f) for f in self.filters),
+        )
+        private["_plan_memo"] = (self.strategy, self.filters, user, plan)
+        return plan
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        private = state.get("__pydantic_private__")
+        if private and private.get("_plan_memo") is not None:
+            state = {**state, "__pydantic_private__": {**private, "_plan_memo": None}}
+        return state
 
     def resolved(self) -> dict:
         """The config with every default filled in (strategy params included), YAML-ready."""
