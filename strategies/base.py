@@ -76,8 +76,8 @@ def one_hot(choice: np.ndarray, n_assets: int) -> np.ndarray:
     """Weights from an integer choice per bar: column ``choice`` gets 1, a choice of -1 means cash,
     NaN means no decision (the whole row NaN)."""
     choice = np.asarray(choice, dtype=np.float64)
+    undecided = choice * 0.0  # NaN where no decision, 0 elsewhere
     w = np.empty((len(choice), n_assets))
     for j in range(n_assets):  # column by column: numpy is slow along a short inner axis
-        np.equal(choice, j, out=w[:, j], casting="unsafe")  # -1 and NaN match no column
-    w[np.isnan(choice)] = np.nan
+        np.add(choice == j, undecided, out=w[:, j])  # -1 (cash) matches no column
     return w

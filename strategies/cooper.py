@@ -42,9 +42,7 @@ def _neg(band: float) -> str:
 
 def _switch_weights(state: np.ndarray) -> np.ndarray:
     """+1 → short-vol ETN (column 0), -1 → long-vol ETN (column 1), NaN → no decision."""
-    choice = np.where(state > 0, 0.0, 1.0)
-    choice[np.isnan(state)] = np.nan
-    return one_hot(choice, 2)
+    return one_hot((state <= 0) + state * 0.0, 2)  # NaN stays NaN
 
 
 # --------------------------------------------------------------------------- buy and hold

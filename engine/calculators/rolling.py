@@ -122,13 +122,21 @@ def hold_last(x) -> np.ndarray:
     """Forward-fill NaNs with the last non-NaN value (causal). Leading NaNs stay NaN."""
     x = _as_float(x)
     known = ~np.isnan(x)
-    if not known.any():
+    pos = np.flatnonzero(known)
+    if not len(pos):
         return np.full_like(x, np.nan)
-    idx = np.arange(len(x))
-    idx *= known  # the index of a known value, 0 elsewhere
-    np.maximum.accumulate(idx, out=idx)
-    out = x[idx]
-    out[: int(known.argmax())] = np.nan
+    if 2 * len(pos) > len(x):  # mostly known: the index of the last known value, accumulated
+        idx = np.arange(len(x))
+        idx *= known
+        np.maximum.accumulate(idx, out=idx)
+        out = x[idx]
+    else:  # sparse: each known value repeated up to the next one
+        out = np.empty_like(x)
+        lengths = np.empty_like(pos)
+        lengths[:-1] = pos[1:] - pos[:-1]
+        lengths[-1] = len(x) - pos[-1]
+        out[pos[0] :] = np.repeat(x[pos], lengths)
+    out[: pos[0]] = np.nan
     return out
 
 
