@@ -36,8 +36,16 @@ MAX_SIGNALS = 8  # signal lines on the one SignalFeed
 
 
 class _NumpyFeed(bt.feed.DataBase):
-    """Daily bars read from numpy arrays by a cursor (about 3x faster than ``PandasData``, which
-    reads every cell through ``DataFrame.iloc``). Subclasses fill ``_store_row(i)``."""
+    """Daily bars read from numpy arrays (about 3x faster than ``PandasData``, which reads every
+    cell through ``DataFrame.iloc``). Subclasses give their columns to ``_bind`` (line alias ->
+    values, one per bar; lines not given stay NaN, as backtrader leaves a line nobody sets).
+
+    ``preload`` writes each line's whole buffer at once instead of backtrader's bar-by-bar
+    ``load``, and ``advance`` moves the cursor and sets the ``tick_*`` attributes the broker
+    fills from without backtrader's per-alias ``getattr``/``setattr`` loops. Both leave the
+    lines, cursors and ticks exactly as backtrader's own methods do (a test compares them); any
+    setting they do not cover (filters, time zones, date bounds, look-ahead buffers, a master
+    data) falls back to backtrader's methods. ``_load`` serves runs without preload."""
 
     params = (("frame", None),)
 
@@ -46,6 +54,22 @@ class _NumpyFeed(bt.feed.DataBase):
         idx = pd.DatetimeIndex(self.p.frame.index)
         self._dt = np.array([bt.date2num(d) for d in idx.to_pydatetime()], dtype=np.float64)
         self._i = 0
+        self._sources: list[tuple[object, np.ndarray]] = []
+
+    def _bind(self, columns: dict[str, np.ndarray]) -> None:
+        """The values of each line (by alias); the datetime line is always the frame's index."""
+        columns = {"datetime": self._dt, **columns}
+        self._sources = [
+            (getattr(self.lines, alias), np.ascontiguousarray(values, dtype=np.float64))
+            for alias, values in columns.items()
+        ]
+        aliases = self.lines.getlinealiases()
+        self._tick_none = {f"tick_{a}": None for a in aliases if a != "datetime"}
+        self._tick_none["tick_last"] = None
+        self._tick_lines = [
+            (f"tick_{a}", getattr(self.lines, a)) for a in aliases if a != "datetime"
+        ]
+        self._tick_last_line = self.lines[0]
 
     def start(self):
         super().start()
@@ -55,10 +79,59 @@ class _NumpyFeed(bt.feed.DataBase):
         i = self._i
         if i >= len(self._dt):
             return False
-        self.lines.datetime[0] = self._dt[i]
-        self._store_row(i)
+        for line, values in self._sources:
+            line[0] = values[i]
         self._i = i + 1
         return True
+
+    def _plain_buffers(self) -> bool:
+        """True when ``load`` would keep every bar unchanged into empty unbounded buffers."""
+        lines = list(self.lines)
+        return (
+            not self._filters
+            and not self._ffilters
+            and not self._barstack
+            and not self._barstash
+            and not self._tzinput
+            and (len(self._dt) == 0 or self.fromdate <= self._dt.min())
+            and (len(self._dt) == 0 or self._dt.max() <= self.todate)
+            and all(
+                line.mode == line.UnBounded
+                and not line.bindings
+                and not line.extension
+                and len(line.array) == 0
+                for line in lines
+            )
+        )
+
+    def preload(self):
+        if self._i or not self._plain_buffers():
+            return super().preload()
+        n = len(self._dt)
+        given = {id(line): values for line, values in self._sources}
+        for line in self.lines:
+            values = given.get(id(line))
+            if values is None:
+                values = np.full(n, np.nan)
+            line.array.frombytes(values.tobytes())
+            line.idx = n - 1  # where backtrader's load loop leaves it
+            line.lencount = n
+        self._i = n
+        self._last()
+        self.home()
+
+    def advance(self, size=1, datamaster=None, ticks=True):
+        if datamaster is not None or not ticks:
+            return super().advance(size, datamaster=datamaster, ticks=ticks)
+        # backtrader's DataBase.advance: ticks cleared, lines advanced, ticks filled from the
+        # new bar unless the cursor went past the buffer's last bar
+        state = self.__dict__
+        state.update(self._tick_none)
+        self.lines.advance(size)
+        if len(self) < self.buflen():
+            for name, line in self._tick_lines:
+                state[name] = line[0]
+            state["tick_last"] = self._tick_last_line[0]
 
 
 class ArrayFeed(_NumpyFeed):
@@ -68,20 +141,13 @@ class ArrayFeed(_NumpyFeed):
     def __init__(self):
         super().__init__()
         frame: pd.DataFrame = self.p.frame
-        self._cols = {
+        cols = {
             c: frame[c].to_numpy(dtype=np.float64) if c in frame else np.full(len(frame), np.nan)
             for c in ("open", "high", "low", "close", "volume")
         }
-        self.has_open = bool(np.isfinite(self._cols["open"]).all())
-
-    def _store_row(self, i):
-        lines, c = self.lines, self._cols
-        lines.open[0] = c["open"][i]
-        lines.high[0] = c["high"][i]
-        lines.low[0] = c["low"][i]
-        lines.close[0] = c["close"][i]
-        lines.volume[0] = c["volume"][i]
-        lines.openinterest[0] = 0.0
+        cols["openinterest"] = np.zeros(len(frame))
+        self._bind(cols)
+        self.has_open = bool(np.isfinite(cols["open"]).all())
 
 
 class SignalFeed(_NumpyFeed):
@@ -97,16 +163,12 @@ class SignalFeed(_NumpyFeed):
         frame: pd.DataFrame = self.p.frame
         if frame.shape[1] > MAX_SIGNALS:
             raise ValueError(f"at most {MAX_SIGNALS} signal series per run, got {frame.shape[1]}")
-        self._vals = frame.to_numpy(dtype=np.float64)
+        values = frame.to_numpy(dtype=np.float64)
         self.names = tuple(frame.columns)
+        self._bind({f"s{j}": values[:, j] for j in range(values.shape[1])})
 
     def line_of(self, name: str):
         return self.lines[self.FIRST_SIGNAL_LINE + self.names.index(name)]
-
-    def _store_row(self, i):
-        row = self._vals[i]
-        for j in range(len(row)):
-            self.lines[self.FIRST_SIGNAL_LINE + j][0] = row[j]
 
 
 class TargetWeights(bt.Indicator):
