@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from volbacktest.engine.execution.bt import ArrayFeed, SignalFeed
+from volbacktest.engine.execution.bt import ArrayFeed, SignalFeed, bt_dates
 
 
 def _frame(n: int, seed: int, with_open: bool) -> pd.DataFrame:
@@ -59,8 +59,8 @@ def _same(a: dict, b: dict) -> None:
     [
         lambda: ArrayFeed(frame=_frame(40, 1, with_open=True)),
         lambda: ArrayFeed(frame=_frame(40, 2, with_open=False)),
-        lambda: SignalFeed(
-            frame=pd.DataFrame(
+        lambda: SignalFeed.of(
+            pd.DataFrame(
                 {"vix": _frame(40, 3, True)["close"], "vix3m": _frame(40, 4, True)["high"]}
             )
         ),
@@ -74,9 +74,11 @@ def test_bulk_preload_and_advance_equal_backtraders(make):
     _same(_state(ours), _state(theirs))
     assert ours._i == theirs._i == 40
     for _ in range(40):
+        assert ours.advance_peek() == bt.feed.DataBase.advance_peek(theirs)
         ours.advance()
         bt.feed.DataBase.advance(theirs)
         _same(_state(ours), _state(theirs))
+    assert ours.advance_peek() == bt.feed.DataBase.advance_peek(theirs) == float("inf")
     assert ours.tick_close is None  # backtrader leaves the last bar's ticks unfilled
 
 
@@ -90,3 +92,14 @@ def test_preload_falls_back_to_backtrader_for_date_bounds():
     feed._start()
     feed.preload()
     assert feed.buflen() == int((frame.index >= "2010-01-11").sum())
+
+
+def test_dates_equal_backtraders_date2num():
+    """Daily midnights take the one-step path; times of day and time zones go through
+    ``bt.date2num``; both give its floats bit for bit."""
+    days = pd.DatetimeIndex(["1900-03-01", "1970-01-01", "2003-01-02", "2019-12-31"])
+    timed = pd.DatetimeIndex(["2010-01-04 15:00", "2010-01-05 09:30:01.5"])
+    zoned = pd.DatetimeIndex(["2010-01-04 15:00"], tz="America/Chicago")
+    for index in (days, timed, zoned):
+        want = np.array([bt.date2num(d) for d in index.to_pydatetime()])
+        assert bt_dates(index).tobytes() == want.tobytes()
