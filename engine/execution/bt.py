@@ -31,34 +31,150 @@ from volbacktest.engine.inputs.chainseries import ChainContext, ChainSeriesSpec,
 
 log = logging.getLogger(__name__)
 
-MAX_ASSETS = 8  # weight lines available to one strategy
-MAX_SIGNALS = 8  # signal lines on the one SignalFeed
+MAX_ASSETS = 8  # assets of one strategy (weight lines w0..)
+MAX_SIGNALS = 8  # signal series of one run (lines s0.. of the one SignalFeed)
+
+
+_SIZED: dict[tuple[type, str, int], type] = {}
+
+
+def _numbered_lines(cls: type, prefix: str, n: int) -> type:
+    """``cls`` with the lines ``{prefix}0 .. {prefix}{n-1}`` (backtrader declares lines per
+    class, and every line costs a cursor move per bar: a run declares only the lines it uses)."""
+    key = (cls, prefix, n)
+    if key not in _SIZED:
+        lines = tuple(f"{prefix}{j}" for j in range(n))
+        _SIZED[key] = type(f"{cls.__name__}{n}", (cls,), {"lines": lines, "__module__": __name__})
+    return _SIZED[key]
+
+
+_ORDINAL_OF_1970 = 719_163  # datetime.date(1970, 1, 1).toordinal()
+
+
+def bt_dates(index: pd.DatetimeIndex) -> np.ndarray:
+    """backtrader's float dates (``bt.date2num``) of ``index``; a naive index of midnights (daily
+    bars) in one numpy step: ``date2num`` of a midnight is its proleptic ordinal as a float."""
+    index = pd.DatetimeIndex(index)
+    if index.tz is None and (index == index.normalize()).all():
+        days = index.to_numpy().astype("datetime64[D]").astype(np.int64)
+        return (days + _ORDINAL_OF_1970).astype(np.float64)
+    return np.array([bt.date2num(d) for d in index.to_pydatetime()], dtype=np.float64)
 
 
 class _NumpyFeed(bt.feed.DataBase):
-    """Daily bars read from numpy arrays by a cursor (about 3x faster than ``PandasData``, which
-    reads every cell through ``DataFrame.iloc``). Subclasses fill ``_store_row(i)``."""
+    """Daily bars read from numpy arrays (about 3x faster than ``PandasData``, which reads every
+    cell through ``DataFrame.iloc``). Subclasses give their columns to ``_bind`` (line alias ->
+    values, one per bar; lines not given stay NaN, as backtrader leaves a line nobody sets).
+
+    ``preload`` writes each line's whole buffer at once instead of backtrader's bar-by-bar
+    ``load``; after it, ``advance`` moves the lines' cursors and sets the ``tick_*`` attributes
+    the broker fills from without backtrader's per-alias ``getattr``/``setattr`` loops, and
+    ``advance_peek`` reads the next date directly. They leave the lines, cursors and ticks
+    exactly as backtrader's own methods do (a test compares them); any setting they do not
+    cover (filters, time zones, date bounds, look-ahead or bounded buffers, a master data) keeps
+    backtrader's methods. ``_load`` serves runs without preload."""
 
     params = (("frame", None),)
 
     def __init__(self):
         super().__init__()
-        idx = pd.DatetimeIndex(self.p.frame.index)
-        self._dt = np.array([bt.date2num(d) for d in idx.to_pydatetime()], dtype=np.float64)
+        self._dt = bt_dates(self.p.frame.index)
         self._i = 0
+        self._bulk = False  # preloaded by ``preload`` below: the fast advance applies
+        self._sources: list[tuple[object, np.ndarray]] = []
+
+    def _bind(self, columns: dict[str, np.ndarray]) -> None:
+        """The values of each line (by alias); the datetime line is always the frame's index."""
+        columns = {"datetime": self._dt, **columns}
+        self._sources = [
+            (getattr(self.lines, alias), np.ascontiguousarray(values, dtype=np.float64))
+            for alias, values in columns.items()
+        ]
+        aliases = self.lines.getlinealiases()
+        self._tick_none = {f"tick_{a}": None for a in aliases if a != "datetime"}
+        self._tick_none["tick_last"] = None
+        self._tick_lines = [
+            (f"tick_{a}", getattr(self.lines, a)) for a in aliases if a != "datetime"
+        ]
+        self._tick_last_line = self.lines[0]
+        self._all_lines = list(self.lines)
+        self._dt_line = self.lines.datetime
 
     def start(self):
         super().start()
         self._i = 0
+        self._bulk = False
 
     def _load(self):
         i = self._i
         if i >= len(self._dt):
             return False
-        self.lines.datetime[0] = self._dt[i]
-        self._store_row(i)
+        for line, values in self._sources:
+            line[0] = values[i]
         self._i = i + 1
         return True
+
+    def _plain_buffers(self) -> bool:
+        """True when ``load`` would keep every bar unchanged into empty unbounded buffers."""
+        lines = list(self.lines)
+        return (
+            not self._filters
+            and not self._ffilters
+            and not self._barstack
+            and not self._barstash
+            and not self._tzinput
+            and (len(self._dt) == 0 or self.fromdate <= self._dt.min())
+            and (len(self._dt) == 0 or self._dt.max() <= self.todate)
+            and all(
+                line.mode == line.UnBounded
+                and not line.bindings
+                and not line.extension
+                and len(line.array) == 0
+                for line in lines
+            )
+        )
+
+    def preload(self):
+        if self._i or not self._plain_buffers():
+            return super().preload()
+        n = len(self._dt)
+        given = {id(line): values for line, values in self._sources}
+        for line in self.lines:
+            values = given.get(id(line))
+            if values is None:
+                values = np.full(n, np.nan)
+            line.array.frombytes(values.tobytes())
+            line.idx = n - 1  # where backtrader's load loop leaves it
+            line.lencount = n
+        self._i = n
+        self._last()
+        self.home()
+        self._bulk = True
+
+    def advance(self, size=1, datamaster=None, ticks=True):
+        if not self._bulk or datamaster is not None or not ticks:
+            return super().advance(size, datamaster=datamaster, ticks=ticks)
+        # backtrader's DataBase.advance: ticks cleared, lines advanced (LineBuffer.advance of
+        # an unbounded buffer), ticks filled from the new bar unless past the buffer's last bar
+        state = self.__dict__
+        state.update(self._tick_none)
+        for line in self._all_lines:
+            line._idx += size
+            line.lencount += size
+        line0 = self._tick_last_line
+        if line0.lencount < len(line0.array):
+            for name, line in self._tick_lines:
+                state[name] = line.array[line._idx]
+            state["tick_last"] = line0.array[line0._idx]
+
+    def advance_peek(self):
+        if not self._bulk:
+            return super().advance_peek()
+        line0 = self._tick_last_line  # backtrader: the next bar's datetime, inf after the last
+        if line0.lencount < len(line0.array):
+            dtline = self._dt_line
+            return dtline.array[dtline._idx + 1]
+        return float("inf")
 
 
 class ArrayFeed(_NumpyFeed):
@@ -68,45 +184,38 @@ class ArrayFeed(_NumpyFeed):
     def __init__(self):
         super().__init__()
         frame: pd.DataFrame = self.p.frame
-        self._cols = {
+        cols = {
             c: frame[c].to_numpy(dtype=np.float64) if c in frame else np.full(len(frame), np.nan)
             for c in ("open", "high", "low", "close", "volume")
         }
-        self.has_open = bool(np.isfinite(self._cols["open"]).all())
-
-    def _store_row(self, i):
-        lines, c = self.lines, self._cols
-        lines.open[0] = c["open"][i]
-        lines.high[0] = c["high"][i]
-        lines.low[0] = c["low"][i]
-        lines.close[0] = c["close"][i]
-        lines.volume[0] = c["volume"][i]
-        lines.openinterest[0] = 0.0
+        cols["openinterest"] = np.zeros(len(frame))
+        self._bind(cols)
+        self.has_open = bool(np.isfinite(cols["open"]).all())
 
 
 class SignalFeed(_NumpyFeed):
-    """Signal-only series (VIX, VIX3M, SPX, futures, ...) as the lines ``s0..s7`` of one
-    non-tradable feed. One feed for all signals keeps backtrader's per-feed, per-bar overhead
-    down; the executor never sends orders to it. ``frame`` columns become the lines in order."""
+    """Signal-only series (VIX, VIX3M, SPX, futures, ...) as the lines ``s0, s1, ...`` of one
+    non-tradable feed (``SignalFeed.of(frame)``: one line per column, in order). One feed for
+    all signals keeps backtrader's per-feed, per-bar overhead down; the executor never sends
+    orders to it."""
 
-    lines = tuple(f"s{i}" for i in range(MAX_SIGNALS))
     FIRST_SIGNAL_LINE = 7  # after datetime, open, high, low, close, volume, openinterest
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> SignalFeed:
+        if frame.shape[1] > MAX_SIGNALS:
+            raise ValueError(f"at most {MAX_SIGNALS} signal series per run, got {frame.shape[1]}")
+        return _numbered_lines(cls, "s", frame.shape[1])(frame=frame)
 
     def __init__(self):
         super().__init__()
         frame: pd.DataFrame = self.p.frame
-        if frame.shape[1] > MAX_SIGNALS:
-            raise ValueError(f"at most {MAX_SIGNALS} signal series per run, got {frame.shape[1]}")
-        self._vals = frame.to_numpy(dtype=np.float64)
+        values = frame.to_numpy(dtype=np.float64)
         self.names = tuple(frame.columns)
+        self._bind({f"s{j}": values[:, j] for j in range(values.shape[1])})
 
     def line_of(self, name: str):
         return self.lines[self.FIRST_SIGNAL_LINE + self.names.index(name)]
-
-    def _store_row(self, i):
-        row = self._vals[i]
-        for j in range(len(row)):
-            self.lines[self.FIRST_SIGNAL_LINE + j][0] = row[j]
 
 
 class TargetWeights(bt.Indicator):
@@ -118,16 +227,21 @@ class TargetWeights(bt.Indicator):
     and keeps the last row. Decision functions are prefix-stable, so both modes give identical
     values (a test checks it). ``warmup`` (one array per input, same order: the market's
     history before the first bar, ``Market.warmup``) is put before the lines' values, and only
-    the lines' rows are kept (``DecisionPlan.weights(..., warmup=)``).
+    the lines' rows are kept (``DecisionPlan.weights(..., warmup=)``). ``TargetWeights.of(plan)``
+    is the class with one line ``w0, w1, ...`` per asset of ``plan``.
     """
 
-    lines = tuple(f"w{i}" for i in range(MAX_ASSETS))
     params = (("plan", None), ("input_names", ()), ("warmup", ()))
+
+    @classmethod
+    def of(cls, plan) -> type[TargetWeights]:
+        k = len(plan.assets())
+        if k > MAX_ASSETS:
+            raise ValueError(f"at most {MAX_ASSETS} assets per strategy, got {k}")
+        return _numbered_lines(cls, "w", k)
 
     def __init__(self):
         self._k = len(self.p.plan.assets())
-        if self._k > MAX_ASSETS:
-            raise ValueError(f"at most {MAX_ASSETS} assets per strategy, got {self._k}")
         self._n_warmup = len(self.p.warmup[0]) if len(self.p.warmup) else 0
 
     def _compute(self, arrays) -> np.ndarray:
@@ -140,15 +254,14 @@ class TargetWeights(bt.Indicator):
         n = len(self.datas[0])
         arrays = [np.asarray(d.lines[0].get(size=n), dtype=np.float64) for d in self.datas]
         w = self._compute(arrays)[-1]
-        for j in range(MAX_ASSETS):
-            self.lines[j][0] = w[j] if j < self._k else 0.0
+        for j in range(self._k):
+            self.lines[j][0] = w[j]
 
     def once(self, start, end):
         arrays = [np.frombuffer(d.lines[0].array, dtype=np.float64)[:end] for d in self.datas]
         w = self._compute(arrays)
-        for j in range(MAX_ASSETS):
-            col = w[start:end, j] if j < self._k else np.zeros(end - start)
-            self.lines[j].array[start:end] = array.array("d", col)
+        for j in range(self._k):
+            self.lines[j].array[start:end] = array.array("d", w[start:end, j])
 
 
 class PercentPerShareCommission(bt.CommInfoBase):
@@ -189,7 +302,7 @@ class TargetWeightStrategy(bt.Strategy):
             else:
                 inputs.append(signals.line_of(n))
         warm = self.p.warmup  # the market's history before the first bar, by input name
-        self.target = TargetWeights(
+        self.target = TargetWeights.of(plan)(
             *inputs,
             plan=plan,
             input_names=plan.inputs(),

@@ -98,7 +98,7 @@ def add_feeds(cerebro: bt.Cerebro, cfg: BacktestConfig, market: Market) -> None:
     signal_names = [n for n in plan.inputs() if n not in assets and not is_chain_input(n)]
     if signal_names:
         signals = pd.DataFrame({n: market.frames[n]["close"] for n in signal_names})
-        cerebro.adddata(SignalFeed(frame=signals), name="signals")
+        cerebro.adddata(SignalFeed.of(signals), name="signals")
 
 
 def asset_feed(name: str, plan, cfg: BacktestConfig, market: Market):
