@@ -2,7 +2,7 @@
 
     python bench/bench_sweep.py [--combos 200] [--workers 2] [--repeat 3] [--batch-size 5]
                                 [--start-methods fork,forkserver,spawn] [--skip-optstrategy]
-                                [--scale 20000]
+                                [--scale 20000 [--dask]]
 
 Measured in this one run, each executor in its own child process (so imports and memory of one
 do not leak into another), with the child's whole process tree sampled every 50 ms:
@@ -16,7 +16,9 @@ do not leak into another), with the child's whole process tree sampled every 50 
   through ``execute`` into a SQLite store (what ``sweep`` does), on one core and as chunks on
   ``--workers`` processes (``engine.sweep.fastpool``);
 * ``--scale N``: an N-run grid (same market) through ``execute`` on 1 and on ``--workers``
-  processes (store_returns none), the parallel speed-up of the chunked fast path;
+  processes (store_returns none), the parallel speed-up of the chunked fast path; with
+  ``--dask`` also as chunks on a Dask LocalCluster of ``--workers`` processes
+  (``engine.sweep.dask_executor``, the cluster started before the clock);
 * engine event-driven pool: ``engine.sweep.pool.run_local`` with ``--workers`` processes under
   each start method (``fork`` is the engine's default on Linux; ``forkserver`` and ``spawn`` for
   comparison), batches of ``--batch-size`` strategies per backtrader pass (results identical to
@@ -302,8 +304,8 @@ def child_fast_parallel(args) -> dict:
     plan = plan_from_mapping(raw)
     cache = MarketCache()
     cache.put(plan.base, market_for(plan.base))
-    out = {}
-    for workers in (1, args.workers) if args.scale else (args.workers,):
+
+    def timed(**where) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             store = ResultsStore.open(
                 Path(tmp),
@@ -313,17 +315,25 @@ def child_fast_parallel(args) -> dict:
                 store_returns="none",
             )
             opts = ExecutorOptions(
-                "vectorised", workers=workers, chunk_size=args.chunk_size, progress=False
+                "vectorised", chunk_size=args.chunk_size, progress=False, **where
             )
             t0, c0 = time.perf_counter(), time.process_time()
             stats = execute(plan, store, opts, markets=cache)
-            out[workers] = {
-                "runs": stats.ran,
-                "wall": time.perf_counter() - t0,
-                "cpu": time.process_time() - c0,
-            }
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             store.close()
-            assert stats.failed == 0
+        assert stats.failed == 0
+        return {"runs": stats.ran, "wall": wall, "cpu": cpu}
+
+    out = {}
+    for workers in (1, args.workers) if args.scale else (args.workers,):
+        out[workers] = timed(workers=workers)
+    if args.scale and args.dask:  # a cluster already running: its start timed apart
+        from volbacktest.engine.sweep.dask_executor import local_cluster
+
+        t0 = time.perf_counter()
+        with local_cluster(args.workers) as address:
+            start = time.perf_counter() - t0
+            out["dask"] = {**timed(scheduler=address), "cluster_start": start}
     last = out[args.workers]
     return {**last, "by_workers": {str(k): v for k, v in out.items()}}
 
@@ -423,6 +433,11 @@ def main() -> None:
         "--scale", type=int, default=0, help="also an N-run grid on 1 vs --workers processes"
     )
     ap.add_argument("--chunk-size", type=int, default=256, help="runs per fast-path chunk")
+    ap.add_argument(
+        "--dask",
+        action="store_true",
+        help="with --scale: also the chunks on a Dask LocalCluster of --workers processes",
+    )
     ap.add_argument("--child", choices=sorted(CHILDREN))
     ap.add_argument("--json")
     ap.add_argument("--start")
@@ -445,7 +460,8 @@ def main() -> None:
     rows["fast_numpy"] = run_child("fast_numpy", args, common)
     rows["fast_parallel"] = run_child("fast_parallel", args, common)
     if args.scale:
-        rows["scale"] = run_child("fast_parallel", args, [*common, "--scale", str(args.scale)])
+        scale = [*common, "--scale", str(args.scale), *(["--dask"] if args.dask else [])]
+        rows["scale"] = run_child("fast_parallel", args, scale)
     for m in methods:
         rows[f"pool:{m}"] = run_child("pool", args, [*common, "--start-method", m])
     if not args.skip_optstrategy:
@@ -514,6 +530,14 @@ def report(rows: dict, methods: list[str], vbt: dict, workers: int) -> None:
             f"{many['wall']:.1f} s ({many['runs'] / many['wall']:.0f} runs/s): speed-up "
             f"{speedup:.2f}x; target >= 1.7x: {'MET' if speedup >= 1.7 else 'NOT MET'}"
         )
+        if "dask" in by:
+            d = by["dask"]
+            print(
+                f"the same grid as chunks on a Dask LocalCluster of {workers} worker processes: "
+                f"{d['wall']:.1f} s ({d['runs'] / d['wall']:.0f} runs/s; cluster start "
+                f"{d['cluster_start']:.1f} s not included): {one['wall'] / d['wall']:.2f}x "
+                f"1 process, {many['wall'] / d['wall']:.2f}x the local pool"
+            )
     tree = [f"{m} pool {rows[f'pool:{m}']['tree_cpu']:.1f}" for m in methods]
     if base:
         tree.append(f"optstrategy {base['tree_cpu']:.1f}")

@@ -281,10 +281,12 @@ def sweep(
 
     ``spec``: a sweep YAML path or a dict in the layout of ``configs/sweeps/*.yaml`` (a backtest
     config plus ``sweep:`` and optionally ``split:``). ``strategy``: a strategy made with
-    :func:`strategy` (vectorised executor only: pool and Dask workers know only registered
-    strategies). ``executor`` (``vectorised``, ``local``, ``dask``), ``workers``, ``scheduler``
-    and ``top`` override the spec's values; ``out`` defaults to ``report.out_dir``;
-    ``resume`` continues a sweep stored in the same folder.
+    :func:`strategy` (vectorised executor in this process only: pool and Dask workers know only
+    registered strategies). ``executor`` (``vectorised``, ``local``, ``dask``), ``workers``,
+    ``scheduler`` (a Dask address, or ``"local"`` for a cluster of ``workers`` processes started
+    for the sweep: with ``vectorised`` the fast path runs there in chunks) and ``top`` override
+    the spec's values; ``out`` defaults to ``report.out_dir``; ``resume`` continues a sweep
+    stored in the same folder.
     """
     plan = _plan(spec, _user_strategy(strategy))
     opts = ExecutorOptions(

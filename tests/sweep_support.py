@@ -92,3 +92,32 @@ def kill_when_stored(cmd: list[str], cwd: Path, store_path: Path, at_least: int)
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     return stored
+
+
+def assert_same_sweep(one, two) -> None:
+    """Two sweeps' outcomes (``run_sweep``) with equal stores: every run id, index, status,
+    error, metric, return series and per-run moments; the same overfitting statistics (the
+    correlation sum adds runs in the order they arrive: equal up to rounding)."""
+    import pandas as pd
+    import pytest
+
+    from volbacktest.engine.sweep.metrics import METRIC_NAMES
+    from volbacktest.engine.sweep.store import ResultsStore
+
+    cols = ["idx", "status", "executor", "error", *METRIC_NAMES]
+    with ResultsStore(one.store_path) as a, ResultsStore(two.store_path) as b:
+        pd.testing.assert_frame_equal(a.frame()[cols], b.frame()[cols])
+        assert a.returns_blobs() == b.returns_blobs()
+        ids_a, sums_a, n_a = a.moments()
+        ids_b, sums_b, n_b = b.moments()
+    assert ids_a.equals(ids_b) and n_a == n_b
+    np.testing.assert_array_equal(sums_a, sums_b)
+    x, y = one.overfitting, two.overfitting
+    assert (x.n_trials, x.pbo, x.best_run, x.boundary) == (
+        y.n_trials,
+        y.pbo,
+        y.best_run,
+        y.boundary,
+    )
+    assert y.mean_correlation == pytest.approx(x.mean_correlation, rel=1e-12)
+    assert y.best_dsr == pytest.approx(x.best_dsr, rel=1e-9)

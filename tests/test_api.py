@@ -375,6 +375,10 @@ def test_pool_and_dask_refuse_a_user_strategy(tmp_path):
                 scheduler="tcp://127.0.0.1:1",
                 out=tmp_path,
             )
+    with pytest.raises(vb.ConfigError, match="'vectorised' on the Dask cluster"):
+        vb.sweep(
+            _sweep_spec("api_refused"), strategy=rule, scheduler="tcp://127.0.0.1:1", out=tmp_path
+        )
     assert not (tmp_path / "api_refused").exists()  # refused before the store is made
     with pytest.raises(vb.ConfigError, match="did you mean 'local'"):
         vb.sweep(_sweep_spec("api_refused"), strategy=rule, executor="locl", out=tmp_path)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from sweep_support import SHORT, FixedPlan, backtrader_run_of
+from sweep_support import SHORT, FixedPlan, assert_same_sweep, backtrader_run_of
 
 from volbacktest.engine.errors import ConfigError
 from volbacktest.engine.execution.vectorised import MarketArrays, decision_stack, simulate
@@ -422,9 +422,8 @@ def test_store_returns_keeps_the_series_asked_for(tmp_path, kept):
     assert out.overfitting.n_trials == 4 and out.overfitting.pbo is not None
 
 
-def test_shared_windows_compute_each_moving_average_once(monkeypatch):
-    """Inside a fast-path pass, runs that share a signal share its moving average: computed
-    once per distinct input and window, returned as the same numbers as without the memo."""
+def _count_moving_averages(monkeypatch) -> list[int]:
+    """The windows of every moving average computed from now on (memo hits excluded)."""
     from volbacktest.engine.calculators import rolling
 
     calls = []
@@ -435,11 +434,20 @@ def test_shared_windows_compute_each_moving_average_once(monkeypatch):
         return kernel(x, window)
 
     counted.__name__ = kernel.__name__
+    monkeypatch.setattr(rolling, "_rolling_mean", counted)
+    return calls
+
+
+def test_shared_windows_compute_each_moving_average_once(monkeypatch):
+    """Inside a fast-path pass, runs that share a signal share its moving average: computed
+    once per distinct input and window, returned as the same numbers as without the memo."""
+    from volbacktest.engine.calculators import rolling
+
     rng = np.random.default_rng(0)
     x = rng.normal(size=300)
     x[17] = np.nan
     plain = rolling.rolling_mean(x, 10)
-    monkeypatch.setattr(rolling, "_rolling_mean", counted)
+    calls = _count_moving_averages(monkeypatch)
     with rolling.shared_windows():
         a = rolling.rolling_mean(x.copy(), 10)
         a[:] = 0.0  # a caller's copy: the memo is not changed through it
@@ -451,6 +459,43 @@ def test_shared_windows_compute_each_moving_average_once(monkeypatch):
     assert not np.array_equal(c, plain, equal_nan=True)
     rolling.rolling_mean(x, 10)  # outside the block nothing is remembered
     assert calls == [10, 10, 11, 10]
+
+
+def test_shared_windows_are_per_thread(monkeypatch):
+    """Two threads (a Dask worker's chunks) inside overlapping ``shared_windows`` blocks: each
+    has its own memo, and none stays active after both blocks end."""
+    import threading
+
+    from volbacktest.engine.calculators import rolling
+
+    calls = _count_moving_averages(monkeypatch)
+    x = np.arange(50.0)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with rolling.shared_windows():
+            rolling.rolling_mean(x, 5)
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def second():
+        a_in.wait(5)
+        with rolling.shared_windows():
+            b_in.set()
+            a_out.wait(5)
+            rolling.rolling_mean(x, 5)  # not the first thread's memo: computed again
+            rolling.rolling_mean(x, 5)  # this thread's memo
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert calls == [5, 5]
+    rolling.rolling_mean(x, 5)
+    rolling.rolling_mean(x, 5)  # no memo left active in this thread
+    assert calls == [5, 5, 5, 5]
 
 
 def test_chunked_fast_path_on_two_workers_gives_the_same_store(tmp_path):
@@ -470,19 +515,8 @@ def test_chunked_fast_path_on_two_workers_gives_the_same_store(tmp_path):
     opts = ExecutorOptions("vectorised", workers=2, chunk_size=16, progress=False)
     two = run_sweep(plan, opts=opts, out=tmp_path / "2", report=False)
     assert two.stats[0].ran == plan.count() == 60
-    cols = ["idx", "status", "executor", *METRIC_NAMES]
-    with ResultsStore(one.store_path) as a, ResultsStore(two.store_path) as b:
-        pd.testing.assert_frame_equal(a.frame()[cols], b.frame()[cols])
-        assert a.returns_blobs() == b.returns_blobs() and len(a.returns_blobs()) == 60
-    # the correlation sum adds runs in the order chunks finish: equal up to rounding
-    x, y = one.overfitting, two.overfitting
-    assert (x.n_trials, x.pbo, x.best_run, x.boundary) == (
-        y.n_trials,
-        y.pbo,
-        y.best_run,
-        y.boundary,
-    )
-    assert y.mean_correlation == pytest.approx(x.mean_correlation, rel=1e-12)
-    assert y.best_dsr == pytest.approx(x.best_dsr, rel=1e-9)
+    assert_same_sweep(one, two)
+    with ResultsStore(two.store_path) as b:
+        assert len(b.returns_blobs()) == 60
     again = run_sweep(plan, opts=opts, out=tmp_path / "2", resume=True, report=False)
     assert again.stats[0].ran == 0 and again.stats[0].skipped == 60

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-_SHARED: dict | None = None  # active inside shared_windows(): (kernel, args, input hash) -> out
+# active inside shared_windows(): (kernel, args, input hash) -> out; one per thread (a Dask
+# worker runs fast-path chunks on several threads of one process)
+_SHARED: ContextVar[dict | None] = ContextVar("shared_windows", default=None)
 
 
 @contextmanager
@@ -27,17 +30,16 @@ def shared_windows() -> Iterator[None]:
     """Within this block a rolling kernel applied to equal inputs with equal arguments is
     computed once (runs of a sweep that differ only in, say, a band share one moving average);
     the results are the same arrays the kernel computes, copied out of the memo."""
-    global _SHARED
-    outer = _SHARED
-    _SHARED = {} if outer is None else outer
+    outer = _SHARED.get()
+    token = _SHARED.set({} if outer is None else outer)
     try:
         yield
     finally:
-        _SHARED = outer
+        _SHARED.reset(token)
 
 
 def _memo(kernel: Callable[..., np.ndarray], x: np.ndarray, *args) -> np.ndarray:
-    memo = _SHARED
+    memo = _SHARED.get()
     if memo is None:
         return kernel(x, *args)
     key = (kernel.__name__, args, x.shape, x[:: max(1, len(x) // 64)].tobytes())

@@ -27,6 +27,9 @@ drift.csv and report/report.html. The best runs are re-run event-driven to check
 
 EXAMPLE = """
 volbacktest sweep configs/sweeps/vratio_grid.yaml
+volbacktest sweep configs/sweeps/vratio_grid.yaml --workers 2
+volbacktest sweep configs/sweeps/vratio_grid.yaml --scheduler tcp://HOST:8786
+volbacktest sweep configs/sweeps/vratio_grid.yaml --scheduler local --workers 2
 volbacktest sweep configs/sweeps/vratio_grid.yaml --executor local --workers 2
 volbacktest sweep configs/sweeps/vratio_grid.yaml --executor dask --scheduler tcp://HOST:8786
 volbacktest sweep configs/sweeps/vratio_walkforward.yaml --data-root ../shared/data
@@ -46,16 +49,23 @@ def add_parser(subparsers, parents) -> None:
     p.add_argument(
         "--executor",
         choices=["vectorised", "local", "dask"],
-        help="vectorised: array fast path (default from the file, else vectorised); local: "
-        "event-driven in a process pool; dask: event-driven on a Dask cluster",
+        help="vectorised: array fast path (default from the file, else vectorised), in this "
+        "process, in chunks on --workers processes, or on the Dask cluster of --scheduler; "
+        "local: event-driven in a process pool; dask: event-driven on a Dask cluster",
     )
     p.add_argument(
         "--scheduler",
         metavar="ADDR",
-        help="Dask scheduler address for --executor dask, e.g. tcp://10.0.0.5:8786",
+        help="Dask scheduler for --executor vectorised or dask, e.g. tcp://10.0.0.5:8786, or "
+        "'local': a cluster of --workers processes on this machine, started for the sweep",
     )
     p.add_argument(
-        "--workers", type=positive_int, metavar="N", help="processes for --executor local"
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="processes: of the local pool (--executor local, or vectorised in chunks), or of "
+        "the cluster started by --scheduler local (default: one per CPU); a cluster at an "
+        "address has its own",
     )
     p.add_argument(
         "--resume", action="store_true", help="continue a sweep stored in the same folder"
@@ -72,7 +82,12 @@ def add_parser(subparsers, parents) -> None:
         metavar="N",
         help="best runs re-run event-driven and reported",
     )
-    p.add_argument("--chunk-size", type=positive_int, metavar="N", help="runs per vectorised pass")
+    p.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        metavar="N",
+        help="runs per vectorised pass (and per chunk sent to a worker)",
+    )
     p.add_argument(
         "--batch-size", type=positive_int, metavar="N", help="runs per event-driven backtrader pass"
     )

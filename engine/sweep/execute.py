@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import pickle
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 from volbacktest.engine.errors import ConfigError, MissingExtraError, require_extra
 
-from .dask_executor import run_dask
+from .dask_executor import LOCAL, local_cluster, run_dask, run_dask_fast
 from .fast import run_fast
 from .fastpool import run_fast_parallel
 from .pool import DEFAULT_BATCH, batches, run_local
@@ -47,18 +49,41 @@ class ExecutorOptions:
             )
         if self.kind == "dask" and not self.scheduler:
             raise ConfigError(
-                "--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)"
+                "--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786) or "
+                f"--scheduler {LOCAL} (a cluster of --workers processes started for the sweep)"
             )
 
 
-def check_executor(plan: SweepPlan, kind: str, workers: int | None = None) -> None:
+@contextmanager
+def cluster_for(opts: ExecutorOptions) -> Iterator[ExecutorOptions]:
+    """``opts``, or for a Dask sweep with ``--scheduler local`` the same options pointing at a
+    LocalCluster of ``opts.workers`` processes started for the block."""
+    if opts.scheduler != LOCAL or opts.kind == "local":
+        yield opts
+        return
+    with local_cluster(opts.workers) as address:
+        yield dataclasses.replace(opts, scheduler=address)
+
+
+def check_executor(
+    plan: SweepPlan, kind: str, workers: int | None = None, scheduler: str | None = None
+) -> None:
     """The pool and Dask workers rebuild each combination's config from its resolved mapping,
     where only registered strategies exist: a user's strategy (``strategy=``) runs in-process
-    on the vectorised executor only (one process: ``workers`` 1 or unset)."""
+    on the vectorised executor only (one process: ``workers`` 1 or unset, no scheduler). An
+    adaptive search runs in this process."""
+    if scheduler and plan.spec.search is not None:
+        raise ConfigError(
+            "sweep.search runs its trials one after another in this process, not on a Dask "
+            "cluster: drop --scheduler"
+        )
     user = plan.base.user_strategy
-    if user is None or (kind == "vectorised" and (workers or 1) == 1):
+    if user is None or (kind == "vectorised" and (workers or 1) == 1 and not scheduler):
         return
-    what = f"{kind!r}" if kind != "vectorised" else f"'vectorised' with {workers} workers"
+    what = f"{kind!r}"
+    if kind == "vectorised":
+        where = f"on the Dask cluster {scheduler}" if scheduler else f"with {workers} workers"
+        what = f"'vectorised' {where}"
     raise ConfigError(
         f"sweep.executor: {what} rebuilds every combination in worker processes, which know "
         f"only registered strategies, not {user.name!r} given with strategy=; use "
@@ -121,30 +146,30 @@ def _records(
     segment: str,
     markets: MarketCache,
 ) -> Iterator[RunRecord]:
-    base_cfg = plan.config_for({}, overrides)[1]
-    if opts.kind == "vectorised" and (opts.workers or 1) > 1:
-        market = markets.get(base_cfg)
-        return run_fast_parallel(
-            plan,
+    todo = (c for c in plan.iter_combos(overrides) if c.run_id not in done)
+    chunked = opts.scheduler or (opts.workers or 1) > 1
+    if opts.kind == "vectorised" and not chunked:
+        return run_fast(todo, chunk_size=opts.chunk_size, markets=markets, segment=segment)
+    market = markets.get(plan.config_for({}, overrides)[1])  # prepared once, sent to workers
+    preload = [(plan.resolved_for({}, overrides), pickle.dumps(market))]
+    if opts.kind == "vectorised":  # chunks of (index, values); configs built by the workers
+        chunks = dict(
             overrides=overrides,
             segment=segment,
             done=done,
-            workers=opts.workers,
             chunk_size=opts.chunk_size,
-            preload=[(plan.resolved_for({}, overrides), pickle.dumps(market))],
-            start_method=opts.start_method,
+            preload=preload,
         )
-    todo = (c for c in plan.iter_combos(overrides) if c.run_id not in done)
-    if opts.kind == "vectorised":
-        return run_fast(todo, chunk_size=opts.chunk_size, markets=markets, segment=segment)
-    market = markets.get(base_cfg)  # prepared once, handed to every worker
-    preload = [(plan.resolved_for({}, overrides), pickle.dumps(market))]
+        if opts.scheduler:
+            return run_dask_fast(plan, scheduler=opts.scheduler, **chunks)
+        return run_fast_parallel(
+            plan, workers=opts.workers, start_method=opts.start_method, **chunks
+        )
     work = batches(todo, opts.batch_size, segment)
     if opts.kind == "local":
         return run_local(
             work, workers=opts.workers, preload=preload, start_method=opts.start_method
         )
-    require_extra("distributed", "dask")
     return run_dask(work, scheduler=opts.scheduler, preload=preload)
 
 
@@ -182,7 +207,10 @@ def execute(
 ) -> ExecuteStats:
     """Run every combination of ``plan`` not yet in ``store`` (``overrides``: dotted paths set
     on every combination, e.g. a walk-forward window's dates; ``segment`` labels the rows)."""
-    check_executor(plan, opts.kind, opts.workers)
+    check_executor(plan, opts.kind, opts.workers, opts.scheduler)
+    if opts.scheduler == LOCAL and opts.kind != "local":  # a cluster for this call only
+        with cluster_for(opts) as opts:
+            return execute(plan, store, opts, overrides=overrides, segment=segment, markets=markets)
     markets = markets or MarketCache()
     markets.get(plan.config_for({}, overrides)[1])  # before the clock; errors surface here
     if plan.spec.search is not None:
@@ -198,8 +226,9 @@ def execute(
     t0 = time.perf_counter()
     last_commit = t0
     batch = opts.chunk_size if opts.kind == "vectorised" else 1
+    records = _records(plan, opts, done, overrides, segment, markets)
     try:
-        for rec in _records(plan, opts, done, overrides, segment, markets):
+        for rec in records:
             store.add(rec)
             ran += 1
             failed += not rec.ok
@@ -209,6 +238,7 @@ def execute(
                 last_commit = now
             bar.update(failed)
     finally:
+        getattr(records, "close", lambda: None)()  # cancels work in flight (Ctrl-C, an error)
         store.commit()
         bar.close()
     elapsed = time.perf_counter() - t0

@@ -37,9 +37,10 @@ from .spec import Combo, SweepPlan
 _STATE: dict = {}  # a worker's plan, overrides, segment and the ids already stored
 
 
-def init_fast_worker(preload: list, plan_blob: bytes, overrides, segment: str, done) -> None:
+def fast_state(preload: list, plan_blob: bytes, overrides, segment: str, done) -> dict:
+    """What a worker holds for one chunked sweep (its markets go to the worker's cache)."""
     init_worker(preload)
-    _STATE.update(
+    return dict(
         plan=pickle.loads(plan_blob),  # bytes pickled by this sweep's parent
         overrides=overrides,
         segment=segment,
@@ -47,23 +48,29 @@ def init_fast_worker(preload: list, plan_blob: bytes, overrides, segment: str, d
     )
 
 
-def run_fast_chunk(items: list[tuple[int, dict]]) -> list[RunRecord]:
-    """One chunk in a worker: configs built here, then one fast-path pass."""
-    plan: SweepPlan = _STATE["plan"]
-    done = _STATE["done"]
+def init_fast_worker(preload: list, plan_blob: bytes, overrides, segment: str, done) -> None:
+    _STATE.update(fast_state(preload, plan_blob, overrides, segment, done))
+
+
+def run_fast_chunk(items: list[tuple[int, dict]], state: dict | None = None) -> list[RunRecord]:
+    """One chunk in a worker: configs built here, then one fast-path pass (``state``: a
+    :func:`fast_state`, by default the one the pool initializer installed)."""
+    state = _STATE if state is None else state
+    plan: SweepPlan = state["plan"]
+    done = state["done"]
     combos = []
     for index, values in items:
-        rid, cfg = plan.config_for(values, _STATE["overrides"])
+        rid, cfg = plan.config_for(values, state["overrides"])
         if rid not in done:
             combos.append(Combo(index, rid, dict(values), cfg))
     return list(
         run_fast(
-            combos, chunk_size=len(items) or 1, markets=WORKER_MARKETS, segment=_STATE["segment"]
+            combos, chunk_size=len(items) or 1, markets=WORKER_MARKETS, segment=state["segment"]
         )
     )
 
 
-def _assignments(plan: SweepPlan, overrides) -> Iterator[tuple[int, dict]]:
+def assignments(plan: SweepPlan, overrides) -> Iterator[tuple[int, dict]]:
     if plan.spec.random is not None and plan.spec.random.params:  # de-duplicated by run id
         for c in plan.iter_combos(overrides):
             yield c.index, c.params
@@ -96,7 +103,7 @@ def run_fast_parallel(
         initializer=init_fast_worker,
         initargs=(preload, blob, dict(overrides or {}), segment, tuple(done)),
     )
-    source = _assignments(plan, overrides)
+    source = assignments(plan, overrides)
     in_flight = set()
     finished = False
     try:

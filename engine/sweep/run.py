@@ -25,7 +25,7 @@ from volbacktest.engine.run.outputs import atomic_dir, atomic_file
 from volbacktest.engine.run.provenance import sweep_record
 from volbacktest.engine.run.runner import run_backtest
 
-from .execute import ExecuteStats, ExecutorOptions, check_executor, execute
+from .execute import ExecuteStats, ExecutorOptions, check_executor, cluster_for, execute
 from .overfit import OverfitStats, sweep_statistics, write_statistics
 from .records import STATUS_OK, MarketCache, calendar_ns, params_of_row
 from .spec import SweepPlan
@@ -137,7 +137,7 @@ def run_sweep(
         batch_size=plan.spec.batch_size,
         start_method=plan.spec.start_method,
     )
-    check_executor(plan, opts.kind, opts.workers)  # before the store folder is made
+    check_executor(plan, opts.kind, opts.workers, opts.scheduler)  # before the store is made
     markets = markets or MarketCache()
     folder = Path(out if out is not None else plan.base.report.out_dir) / plan.name
     store = ResultsStore.open(
@@ -151,13 +151,14 @@ def run_sweep(
     try:
         _record_provenance(plan, store, markets, folder)
         wf = None
-        if plan.split is not None:
-            wf = run_walkforward(plan, store, opts, markets=markets)
-            stats = wf.stats
-            segment = wf.windows["window"].iloc[0]
-        else:
-            stats = (execute(plan, store, opts, markets=markets),)
-            segment = ""
+        with cluster_for(opts) as opts:  # --scheduler local: one cluster for all windows
+            if plan.split is not None:
+                wf = run_walkforward(plan, store, opts, markets=markets)
+                stats = wf.stats
+                segment = wf.windows["window"].iloc[0]
+            else:
+                stats = (execute(plan, store, opts, markets=markets),)
+                segment = ""
         frame = store.frame(segment)
         rank = plan.spec.rank
         ranking = rank_frame(frame, rank.metric, rank.maximise)
