@@ -402,8 +402,14 @@ def write_sweep_report(
     walkforward=None,
     tearsheets: bool = True,
     overfitting=None,
+    grid: pd.DataFrame | None = None,
+    counts: tuple[int, int] | None = None,
 ) -> Path:
     """The sweep's report: ranking, drift check, parameter views, walk-forward, top runs.
+
+    A sweep too large to read whole passes ``frame`` as its best runs (and some failed ones),
+    ``grid`` as the rank metric averaged per cell of its two longest axes (columns ``p.<axis>``
+    and the metric) for the parameter views, and ``counts`` (finished, failed) of all its runs.
 
     ``overfitting`` (else the walk-forward result's ``overfitting`` attribute): an object with
     ``rows()`` ((label, value) pairs), ``verdict()`` and ``boundary`` (warnings), as
@@ -415,9 +421,16 @@ def write_sweep_report(
     ok = frame[frame["status"] == "ok"]
     failed = frame[frame["status"] != "ok"]
     frame.to_csv(out / "sweep_results.csv", float_format="%.10g")
+    n_ok, n_failed = counts if counts is not None else (len(ok), len(failed))
+    shown = (
+        f" (this report shows the best {len(ok)} and {len(failed)} failed; ranking.csv and "
+        "sweep.sqlite have every run)"
+        if counts is not None
+        else ""
+    )
     lead = [
         _p(
-            f"{len(frame)} runs: {len(ok)} finished, {len(failed)} failed; ranked by "
+            f"{n_ok + n_failed} runs: {n_ok} finished, {n_failed} failed{shown}; ranked by "
             f"{plan.spec.rank.describe()}; base rule: {plan.base.params.describe()}; fill: "
             f"{plan.base.execution.fill_label()}"
         )
@@ -459,7 +472,7 @@ def write_sweep_report(
                 _table(drift, index=False),
             )
         )
-    lead += _parameter_sections(plan, ok, out)
+    lead += _parameter_sections(plan, ok if grid is None else grid, out)
     return write_report(
         list(top),
         out,

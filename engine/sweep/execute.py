@@ -7,7 +7,7 @@ import logging
 import pickle
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -116,7 +116,7 @@ class _Progress:
 def _records(
     plan: SweepPlan,
     opts: ExecutorOptions,
-    done: set[str],
+    done: Container[str],
     overrides: Mapping | None,
     segment: str,
     markets: MarketCache,
