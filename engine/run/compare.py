@@ -143,14 +143,20 @@ def neighbour_mean(pivot: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(mean, index=pivot.index, columns=pivot.columns)
 
 
+MAX_FIGURE_INCHES = 16.0
+
+
 def _heatmap(pivot: pd.DataFrame, path: Path, title: str, metric: str) -> Path:
     plt = pyplot()
     vals = pivot.to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * vals.shape[1] + 3), max(3.0, 0.16 * len(vals))))
+    # the figure grows with the grid up to a page (a 200 x 100 grid drew 7,440 x 2,560 px)
+    width = min(MAX_FIGURE_INCHES, max(5.0, 0.9 * vals.shape[1] + 3))
+    fig, ax = plt.subplots(figsize=(width, min(MAX_FIGURE_INCHES, max(3.0, 0.16 * len(vals)))))
     im = ax.imshow(vals, cmap="viridis", aspect="auto", origin="lower")
+    x_step = max(1, vals.shape[1] // 20)
     ax.set_xticks(
-        range(vals.shape[1]),
-        [f"{c:g}" if isinstance(c, float) else str(c) for c in pivot.columns],
+        range(0, vals.shape[1], x_step),
+        [f"{c:g}" if isinstance(c, float) else str(c) for c in pivot.columns[::x_step]],
         fontsize=7,
     )
     step = max(1, len(pivot.index) // 20)
