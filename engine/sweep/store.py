@@ -24,7 +24,8 @@ Schema 3 (query it with any SQLite client; the ``run_table`` view shows every ru
     calendars  calendar_id, n, first, last, dates (little-endian int64 ns)
     meta       key, value (schema, sweep fingerprint, name, spec, axes, blocks, created)
 
-About 230 bytes a run on the 1,000,000-run bench (S = 8): 13 metrics are about half of it.
+About 280 bytes a run all included with S = 8 (``bench/bench_sweep_million.py``): the row's 13
+metrics about 100, its moments 96, the run id 10 and its index 20; with S = 16, about 360.
 S is chosen when the store is made from the number of runs planned: the 16 blocks of the
 paper's examples, halved while PBO would merge them anyway for that many runs
 (``calculators.overfitting.pbo_blocks``). Float32 block sums (7 significant digits) only rank
