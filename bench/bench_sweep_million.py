@@ -154,6 +154,7 @@ def main() -> None:
         return
     args.start = bench_start_date()
     load = os.getloadavg()
+    measured = kernel()  # the code the children run (commits made meanwhile are not theirs)
     rows = [run_child(args, max(1, args.runs // 10)), run_child(args, args.runs)]
     grid = grid_for(args.runs)
     shape = " x ".join(f"{len(v)} {k.split('.')[-1]}" for k, v in grid.items())
@@ -161,7 +162,7 @@ def main() -> None:
         f"fast-path sweep, VRatio {shape} on 4,000 synthetic daily bars from {args.start}, "
         f"store_returns top, {args.workers} process(es), report {'on' if args.report else 'off'}"
     )
-    print(f"kernel: {kernel()}; {os.cpu_count()} CPUs; load average {load[0]:.1f} before, ", end="")
+    print(f"kernel: {measured}; {os.cpu_count()} CPUs; load average {load[0]:.1f} before, ", end="")
     print(f"{os.getloadavg()[0]:.1f} after (a shared machine slows the wall clock only)")
     print(
         f"{'runs':>9} {'wall s':>8} {'runs/s':>7} {'execute s':>9} {'after s':>7} "
