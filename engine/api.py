@@ -275,7 +275,8 @@ def sweep(
     progress: bool = True,
 ) -> SweepOutcome:
     """Run a parameter sweep (or walk-forward) and write its folder ``out/<name>/``, as
-    ``volbacktest sweep`` does; returns the :class:`SweepOutcome` (``ranking``, ``top``,
+    ``volbacktest sweep`` does; returns the :class:`SweepOutcome` (``ranking``: the best
+    10,000 finished runs at most, ``ranking.csv`` and the store hold every run; ``top``,
     ``drift``, ``walkforward``, ``report``, ``overfitting``: PSR, DSR, PBO and grid-edge
     warnings of the best run).
 

@@ -237,9 +237,13 @@ def test_store_holds_each_run_once_and_refuses_to_mix(tmp_path):
     import sqlite3
 
     con = sqlite3.connect(out.store_path)
-    best = con.execute("SELECT params, sharpe FROM runs ORDER BY sharpe DESC LIMIT 1").fetchone()
+    best = con.execute(
+        "SELECT run_id, params, sharpe FROM run_table ORDER BY sharpe DESC LIMIT 1"
+    ).fetchone()
+    axes = json.loads(con.execute("SELECT value FROM meta WHERE key = 'axes'").fetchone()[0])
     con.close()
-    assert json.loads(best[0]) == {
+    assert best[0] == out.ranking.index[0]
+    assert dict(zip(axes, json.loads(best[1]), strict=True)) == {
         k[2:]: v for k, v in out.ranking.iloc[0].items() if k.startswith("p.")
     }
 

@@ -86,13 +86,24 @@ class SeriesMoments:
     kurtosis: np.ndarray
 
 
-def moments_from_sums(sums: np.ndarray, n_obs: int, n_blocks: int) -> SeriesMoments:
-    """:class:`SeriesMoments` of runs from their :func:`block_sums` (columns are runs)."""
+def series_totals(sums: np.ndarray, n_blocks: int) -> np.ndarray:
+    """The whole-series sums of ``r``, ``r^2``, ``r^3`` and ``r^4`` (rows) of runs from their
+    :func:`block_sums` (columns are runs)."""
     s = np.atleast_2d(np.asarray(sums, dtype=np.float64).T).T
+    return np.stack(
+        [
+            s[:n_blocks].sum(axis=0),
+            s[n_blocks : 2 * n_blocks].sum(axis=0),
+            s[2 * n_blocks],
+            s[2 * n_blocks + 1],
+        ]
+    )
+
+
+def moments_from_totals(totals: np.ndarray, n_obs: int) -> SeriesMoments:
+    """:class:`SeriesMoments` of runs from their :func:`series_totals` (columns are runs)."""
+    s1, s2, s3, s4 = np.atleast_2d(np.asarray(totals, dtype=np.float64).T).T
     n = float(n_obs)
-    s1 = s[:n_blocks].sum(axis=0)
-    s2 = s[n_blocks : 2 * n_blocks].sum(axis=0)
-    s3, s4 = s[2 * n_blocks], s[2 * n_blocks + 1]
     mu = s1 / n
     m2 = s2 / n - mu**2
     m3 = s3 / n - 3 * mu * s2 / n + 2 * mu**3
@@ -104,6 +115,11 @@ def moments_from_sums(sums: np.ndarray, n_obs: int, n_blocks: int) -> SeriesMome
         skew = np.where(m2 > 0, m3 / m2**1.5, np.nan)
         kurt = np.where(m2 > 0, m4 / m2**2, np.nan)
     return SeriesMoments(n_obs, sharpe, skew, kurt)
+
+
+def moments_from_sums(sums: np.ndarray, n_obs: int, n_blocks: int) -> SeriesMoments:
+    """:class:`SeriesMoments` of runs from their :func:`block_sums` (columns are runs)."""
+    return moments_from_totals(series_totals(sums, n_blocks), n_obs)
 
 
 def probabilistic_sharpe(
@@ -184,6 +200,32 @@ def _choose_blocks(n_trials: int, n_blocks: int) -> int:
     return s
 
 
+def pbo_blocks(n_trials: int, n_blocks: int = DEFAULT_BLOCKS) -> int:
+    """The number of blocks :func:`pbo_from_sums` uses for ``n_trials`` trials given
+    ``n_blocks``: ``n_blocks`` halved while ``n_trials x C(S, S/2) x S`` is above the work
+    limit (a store of that many runs need keep no more blocks than this)."""
+    target = _choose_blocks(n_trials, n_blocks)
+    while n_blocks > target and n_blocks % 2 == 0 and (n_blocks // 2) % 2 == 0:
+        n_blocks //= 2
+    return n_blocks
+
+
+def _cscv_masks(n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """In- and out-of-sample 0/1 block masks (columns) of every CSCV split: a split and its
+    complement swap in- and out-of-sample, so the halves holding block 0 are enumerated once
+    and both directions set side by side (the first half of the columns: in-sample = the
+    split)."""
+    half = n_blocks // 2
+    splits = [c for c in itertools.combinations(range(n_blocks), half) if 0 in c]
+    sel = np.zeros((n_blocks, len(splits)))
+    for j, c in enumerate(splits):
+        sel[list(c), j] = 1.0
+    return np.hstack([sel, 1.0 - sel]), np.hstack([1.0 - sel, sel])
+
+
+TRIALS_PER_CHUNK = 8192  # trials per pass of pbo_from_sums (memory: chunk x splits floats)
+
+
 def pbo_from_sums(
     sums: np.ndarray, n_obs: int, n_blocks: int, *, max_blocks: int | None = None
 ) -> PBOResult:
@@ -191,50 +233,74 @@ def pbo_from_sums(
     as the performance measure). ``max_blocks`` merges adjacent blocks (pairs, fours...) when
     ``n_trials x C(S, S/2)`` would be too much work: S is lowered by halving while it stays
     even and above the work limit."""
-    s = np.asarray(sums, dtype=np.float64)
-    n_trials = s.shape[1]
+    s = np.asarray(sums, dtype=np.float64)[: 2 * n_blocks]
+
+    def chunks():
+        for lo in range(0, s.shape[1], TRIALS_PER_CHUNK):
+            yield s[:, lo : lo + TRIALS_PER_CHUNK]
+
+    return pbo_from_chunks(chunks, s.shape[1], n_obs, n_blocks, max_blocks=max_blocks)
+
+
+def pbo_from_chunks(
+    chunks, n_trials: int, n_obs: int, n_blocks: int, *, max_blocks: int | None = None
+) -> PBOResult:
+    """:func:`pbo_from_sums` over trials given in chunks: ``chunks()`` returns an iterator of
+    arrays whose columns are trials in sweep order and whose first ``2 S`` rows are their
+    block sums of ``r`` then of ``r^2``. It is called twice (the in-sample best of every
+    split, then that trial's out-of-sample rank among all), so memory is one chunk's, whatever
+    the number of trials; the chunks must be the same both times."""
     if n_trials < 2:
         raise ValueError("PBO needs at least two trials")
     counts = np.diff(block_bounds(n_obs, n_blocks)).astype(np.float64)
-    s1, s2 = s[:n_blocks], s[n_blocks : 2 * n_blocks]
-    target = _choose_blocks(n_trials, max_blocks or n_blocks)
-    while n_blocks > target and n_blocks % 2 == 0 and (n_blocks // 2) % 2 == 0:
-        s1 = s1[0::2] + s1[1::2]
-        s2 = s2[0::2] + s2[1::2]
+    target = pbo_blocks(n_trials, max_blocks or n_blocks)
+    merges = 0
+    while n_blocks > target:
         counts = counts[0::2] + counts[1::2]
         n_blocks //= 2
-    half = n_blocks // 2
-    splits = [c for c in itertools.combinations(range(n_blocks), half) if 0 in c]
-    # a split and its complement swap in- and out-of-sample: enumerate pairs once
-    sel = np.zeros((n_blocks, len(splits)))
-    for j, c in enumerate(splits):
-        sel[list(c), j] = 1.0
-    rest = 1.0 - sel
+        merges += 1
+    is_masks, oos_masks = _cscv_masks(n_blocks)
+    n_cols = is_masks.shape[1]
+    col_chunks = [slice(lo, lo + 512) for lo in range(0, n_cols, 512)]
 
-    def sharpe(mask):
+    def halves(chunk):
+        c = np.asarray(chunk, dtype=np.float64)
+        s1, s2 = c[: len(c) // 2], c[len(c) // 2 :]
+        for _ in range(merges):
+            s1 = s1[0::2] + s1[1::2]
+            s2 = s2[0::2] + s2[1::2]
+        return s1, s2
+
+    def sharpe(s1, s2, mask):
         n = counts @ mask
-        a = s1.T @ mask  # trials x splits
-        b = s2.T @ mask
-        mu = a / n
-        var = b / n - mu**2
+        mu = (s1.T @ mask) / n  # trials x splits
+        var = (s2.T @ mask) / n - mu**2
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.where(var > 1e-300, mu / np.sqrt(np.maximum(var, 0.0)), 0.0)
-        return out
+            return np.where(var > 1e-300, mu / np.sqrt(np.maximum(var, 0.0)), 0.0)
 
-    logits = []
-    for is_mask, oos_mask in ((sel, rest), (rest, sel)):
-        for lo in range(0, len(splits), 512):
-            chunk = slice(lo, lo + 512)
-            ins = sharpe(is_mask[:, chunk])
-            oos = sharpe(oos_mask[:, chunk])
-            best = np.argmax(ins, axis=0)  # first trial wins ties (sweep order)
-            chosen = oos[best, np.arange(oos.shape[1])]
-            below = (oos < chosen).sum(axis=0)
-            ties = (oos == chosen).sum(axis=0)
-            rank = below + (ties + 1) / 2.0  # average rank, 1 = worst
-            w = rank / (n_trials + 1)
-            logits.append(np.log(w / (1 - w)))
-    lam = np.concatenate(logits)
+    best = np.full(n_cols, -np.inf)  # the in-sample best Sharpe of each split so far...
+    chosen = np.zeros(n_cols)  # ...and that trial's out-of-sample Sharpe
+    for chunk in chunks():
+        s1, s2 = halves(np.asarray(chunk)[: 2 * len(counts) * 2**merges])
+        for cols in col_chunks:
+            ins = sharpe(s1, s2, is_masks[:, cols])
+            oos = sharpe(s1, s2, oos_masks[:, cols])
+            j = np.argmax(ins, axis=0)  # first trial wins ties (sweep order)
+            k = np.arange(ins.shape[1])
+            better = ins[j, k] > best[cols]
+            best[cols] = np.where(better, ins[j, k], best[cols])
+            chosen[cols] = np.where(better, oos[j, k], chosen[cols])
+    below = np.zeros(n_cols)
+    ties = np.zeros(n_cols)
+    for chunk in chunks():
+        s1, s2 = halves(np.asarray(chunk)[: 2 * len(counts) * 2**merges])
+        for cols in col_chunks:
+            oos = sharpe(s1, s2, oos_masks[:, cols])
+            below[cols] += (oos < chosen[cols]).sum(axis=0)
+            ties[cols] += (oos == chosen[cols]).sum(axis=0)
+    rank = below + (ties + 1) / 2.0  # average rank, 1 = worst
+    w = rank / (n_trials + 1)
+    lam = np.log(w / (1 - w))
     return PBOResult(float(np.mean(lam <= 0)), lam, n_blocks, len(lam), n_trials)
 
 

@@ -143,14 +143,20 @@ def neighbour_mean(pivot: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(mean, index=pivot.index, columns=pivot.columns)
 
 
+MAX_FIGURE_INCHES = 16.0
+
+
 def _heatmap(pivot: pd.DataFrame, path: Path, title: str, metric: str) -> Path:
     plt = pyplot()
     vals = pivot.to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * vals.shape[1] + 3), max(3.0, 0.16 * len(vals))))
+    # the figure grows with the grid up to a page (a 200 x 100 grid drew 7,440 x 2,560 px)
+    width = min(MAX_FIGURE_INCHES, max(5.0, 0.9 * vals.shape[1] + 3))
+    fig, ax = plt.subplots(figsize=(width, min(MAX_FIGURE_INCHES, max(3.0, 0.16 * len(vals)))))
     im = ax.imshow(vals, cmap="viridis", aspect="auto", origin="lower")
+    x_step = max(1, vals.shape[1] // 20)
     ax.set_xticks(
-        range(vals.shape[1]),
-        [f"{c:g}" if isinstance(c, float) else str(c) for c in pivot.columns],
+        range(0, vals.shape[1], x_step),
+        [f"{c:g}" if isinstance(c, float) else str(c) for c in pivot.columns[::x_step]],
         fontsize=7,
     )
     step = max(1, len(pivot.index) // 20)
@@ -402,8 +408,14 @@ def write_sweep_report(
     walkforward=None,
     tearsheets: bool = True,
     overfitting=None,
+    grid: pd.DataFrame | None = None,
+    counts: tuple[int, int] | None = None,
 ) -> Path:
     """The sweep's report: ranking, drift check, parameter views, walk-forward, top runs.
+
+    A sweep too large to read whole passes ``frame`` as its best runs (and some failed ones),
+    ``grid`` as the rank metric averaged per cell of its two longest axes (columns ``p.<axis>``
+    and the metric) for the parameter views, and ``counts`` (finished, failed) of all its runs.
 
     ``overfitting`` (else the walk-forward result's ``overfitting`` attribute): an object with
     ``rows()`` ((label, value) pairs), ``verdict()`` and ``boundary`` (warnings), as
@@ -415,9 +427,16 @@ def write_sweep_report(
     ok = frame[frame["status"] == "ok"]
     failed = frame[frame["status"] != "ok"]
     frame.to_csv(out / "sweep_results.csv", float_format="%.10g")
+    n_ok, n_failed = counts if counts is not None else (len(ok), len(failed))
+    shown = (
+        f" (this report shows the best {len(ok)} and {len(failed)} failed; ranking.csv and "
+        "sweep.sqlite have every run)"
+        if counts is not None
+        else ""
+    )
     lead = [
         _p(
-            f"{len(frame)} runs: {len(ok)} finished, {len(failed)} failed; ranked by "
+            f"{n_ok + n_failed} runs: {n_ok} finished, {n_failed} failed{shown}; ranked by "
             f"{plan.spec.rank.describe()}; base rule: {plan.base.params.describe()}; fill: "
             f"{plan.base.execution.fill_label()}"
         )
@@ -459,7 +478,7 @@ def write_sweep_report(
                 _table(drift, index=False),
             )
         )
-    lead += _parameter_sections(plan, ok, out)
+    lead += _parameter_sections(plan, ok if grid is None else grid, out)
     return write_report(
         list(top),
         out,

@@ -36,7 +36,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from volbacktest.engine.errors import EngineError, require_extra
@@ -235,7 +235,7 @@ def run_dask_fast(
     *,
     overrides: Mapping | None,
     segment: str,
-    done: set[str],
+    done: Container[str],
     chunk_size: int,
     scheduler: str,
     preload: list,
@@ -246,7 +246,8 @@ def run_dask_fast(
     lost = (distributed.KilledWorker, distributed.CancelledError, distributed.comm.CommClosedError)
     client = connect(scheduler)
     tag = uuid.uuid4().hex[:8]
-    state = (preload, pickle.dumps(plan), dict(overrides or {}), segment, tuple(done))
+    # done: the store's RunIds (10 bytes a run), shipped once to every worker
+    state = (preload, pickle.dumps(plan), dict(overrides or {}), segment, done)
     plugin = _plugin(_install_fast, tag, *state, teardown=functools.partial(_forget_fast, tag))
     source = assignments(plan, overrides)
     chunks = iter(lambda: list(itertools.islice(source, chunk_size)), [])

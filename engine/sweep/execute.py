@@ -8,7 +8,7 @@ import logging
 import pickle
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -141,7 +141,7 @@ class _Progress:
 def _records(
     plan: SweepPlan,
     opts: ExecutorOptions,
-    done: set[str],
+    done: Container[str],
     overrides: Mapping | None,
     segment: str,
     markets: MarketCache,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import pickle
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
@@ -44,7 +44,7 @@ def fast_state(preload: list, plan_blob: bytes, overrides, segment: str, done) -
         plan=pickle.loads(plan_blob),  # bytes pickled by this sweep's parent
         overrides=overrides,
         segment=segment,
-        done=frozenset(done),
+        done=done,  # a RunIds (10 bytes a run) or any container of run ids
     )
 
 
@@ -87,7 +87,7 @@ def run_fast_parallel(
     *,
     overrides: Mapping | None,
     segment: str,
-    done: set[str],
+    done: Container[str],
     workers: int,
     chunk_size: int,
     preload: list,
@@ -101,7 +101,7 @@ def run_fast_parallel(
         max_workers=workers,
         mp_context=ctx,
         initializer=init_fast_worker,
-        initargs=(preload, blob, dict(overrides or {}), segment, tuple(done)),
+        initargs=(preload, blob, dict(overrides or {}), segment, done),
     )
     source = assignments(plan, overrides)
     in_flight = set()

@@ -1,8 +1,11 @@
 """How much a sweep's best run can be trusted: PSR, DSR and PBO of the finished runs, and a
 warning when the best run sits on the edge of the grid.
 
-Computed from the store (``moments`` and ``accum`` tables, kept for every finished run whatever
-``store_returns`` says), so a resumed sweep gets the statistics of all its runs. The formulas
+Computed from the store (the runs' ``moments`` and the ``accum`` table, kept for every finished
+run whatever ``store_returns`` says), so a resumed sweep gets the statistics of all its runs.
+The moments are read in chunks (three passes: the Sharpe ratios' variance, then PBO's two), so
+memory does not grow with the number of runs; the per-run PSR and DSR are added to each chunk
+of the ranking as it is written (:meth:`Deflation.apply`). The formulas
 and their sources are in ``engine.calculators.overfitting``; what is reported:
 
 * ``n_trials``: finished runs; ``mean_correlation`` of their daily returns (all pairs);
@@ -32,8 +35,8 @@ from volbacktest.engine.calculators.overfitting import (
     effective_trials,
     expected_max_sharpe,
     mean_pairwise_correlation,
-    moments_from_sums,
-    pbo_from_sums,
+    moments_from_totals,
+    pbo_from_chunks,
     probabilistic_sharpe,
 )
 from volbacktest.engine.execution.metrics import TRADING_DAYS_PER_YEAR
@@ -136,17 +139,59 @@ def boundary_warnings(plan: SweepPlan, best: pd.Series) -> list[str]:
     return out
 
 
-def sweep_statistics(
-    plan: SweepPlan, store: ResultsStore, segment: str, ranking: pd.DataFrame
-) -> tuple[OverfitStats, pd.DataFrame]:
-    """The sweep's :class:`OverfitStats` and ``ranking`` with ``psr`` and ``dsr`` columns."""
-    ids, sums, n_obs = store.moments(segment)
-    ranking = ranking.copy()
+@dataclass(frozen=True)
+class Deflation:
+    """What the per-run PSR and DSR need: the common number of returns and ``SR0``."""
+
+    store: ResultsStore
+    n_obs: int
+    sr0: float | None
+
+    def apply(self, ranking: pd.DataFrame) -> pd.DataFrame:
+        """``ranking`` (rows indexed by run id) with ``psr`` and ``dsr`` columns."""
+        out = ranking.copy()
+        if not self.n_obs or not len(out):
+            out["psr"] = np.nan
+            out["dsr"] = np.nan
+            return out
+        totals = self.store.moment_totals(list(out.index), self.n_obs)
+        m = moments_from_totals(totals, self.n_obs)
+        psr = probabilistic_sharpe(m.sharpe, 0.0, self.n_obs, m.skew, m.kurtosis)
+        out["psr"] = np.atleast_1d(psr)
+        if self.sr0 is None:
+            out["dsr"] = np.nan
+        else:
+            dsr = probabilistic_sharpe(m.sharpe, self.sr0, self.n_obs, m.skew, m.kurtosis)
+            out["dsr"] = np.atleast_1d(dsr)
+        return out
+
+
+def _sharpe_variance(store: ResultsStore, segment: str, n_obs: int) -> tuple[int, float | None]:
+    """(runs with a finite Sharpe ratio, the sample variance of those per-day Sharpe ratios),
+    chunk by chunk (Chan et al.'s pairwise update of count, mean and squared deviations)."""
+    count, mean, m2 = 0, 0.0, 0.0
+    for totals, _ in store.moment_chunks(segment, n_obs):
+        sr = moments_from_totals(totals, n_obs).sharpe
+        sr = sr[np.isfinite(sr)]
+        if not len(sr):
+            continue
+        k, mu = len(sr), float(sr.mean())
+        d = mu - mean
+        total = count + k
+        m2 += float(((sr - mu) ** 2).sum()) + d * d * count * k / total
+        mean += d * k / total
+        count = total
+    return count, (m2 / (count - 1) if count > 1 else None)
+
+
+def overfit_statistics(
+    plan: SweepPlan, store: ResultsStore, segment: str, best: pd.Series | None
+) -> tuple[OverfitStats, Deflation]:
+    """The sweep's :class:`OverfitStats` (``best``: the first row of the ranking, None when no
+    run finished) and the :class:`Deflation` giving each ranked run its PSR and DSR."""
+    n_obs, n = store.moments_length(segment)
     notes: list[str] = []
-    n = len(ids)
     if n == 0:
-        ranking["psr"] = np.nan
-        ranking["dsr"] = np.nan
         stats = OverfitStats(
             0,
             0,
@@ -164,11 +209,9 @@ def sweep_statistics(
             [],
             ["no finished run with returns"],
         )
-        return stats, ranking
-    m = moments_from_sums(sums, n_obs, store.blocks)
-    finite = np.isfinite(m.sharpe)
-    sr_var = float(np.var(m.sharpe[finite], ddof=1)) if finite.sum() > 1 else None
-    if n == 1 and finite.all():
+        return stats, Deflation(store, 0, None)
+    finite, sr_var = _sharpe_variance(store, segment, n_obs)
+    if n == 1 and finite == 1:
         sr_var = 0.0  # one trial, no selection: SR0 = 0 and the DSR is the PSR
     n_corr, usum = store.correlation_sum(segment)
     rho = mean_pairwise_correlation(usum, n_corr) if usum is not None and n_corr > 1 else None
@@ -178,29 +221,27 @@ def sweep_statistics(
     if rho is None and n > 1:
         notes.append("correlation unknown: every run counted as an independent trial")
     sr0 = expected_max_sharpe(n_eff, sr_var) if sr_var is not None else None
-    psr = probabilistic_sharpe(m.sharpe, 0.0, n_obs, m.skew, m.kurtosis)
-    dsr = (
-        probabilistic_sharpe(m.sharpe, sr0, n_obs, m.skew, m.kurtosis)
-        if sr0 is not None
-        else np.full(n, np.nan)
-    )
-    per_run = pd.DataFrame({"psr": np.atleast_1d(psr), "dsr": np.atleast_1d(dsr)}, index=ids)
-    ranking = ranking.join(per_run, how="left")
-    best_id = ranking.index[0] if len(ranking) else None
-    best = {}
-    if best_id is not None and best_id in per_run.index:
-        j = ids.get_loc(best_id)
-        best = {
-            "sharpe": float(m.sharpe[j]),
-            "psr": float(per_run["psr"].iloc[j]),
-            "dsr": float(per_run["dsr"].iloc[j]) if sr0 is not None else None,
+    deflation = Deflation(store, n_obs, sr0)
+    top = {}
+    if best is not None and np.isfinite(store.moment_totals([str(best.name)], n_obs)).all():
+        row = deflation.apply(best.to_frame().T).iloc[0]
+        m = moments_from_totals(store.moment_totals([str(best.name)], n_obs), n_obs)
+        top = {
+            "sharpe": float(m.sharpe[0]),
+            "psr": float(row["psr"]),
+            "dsr": float(row["dsr"]) if sr0 is not None else None,
         }
     pbo = None
     if n >= 2:
-        pbo = pbo_from_sums(sums, n_obs, store.blocks)
+        pbo = pbo_from_chunks(
+            lambda: (blocks for _, blocks in store.moment_chunks(segment, n_obs)),
+            n,
+            n_obs,
+            store.blocks,
+        )
     else:
         notes.append("PBO needs at least two finished runs")
-    boundary = boundary_warnings(plan, ranking.iloc[0]) if len(ranking) else []
+    boundary = boundary_warnings(plan, best) if best is not None else []
     stats = OverfitStats(
         n_trials=n,
         n_obs=n_obs,
@@ -208,10 +249,10 @@ def sweep_statistics(
         effective_trials=n_eff,
         sr_variance=sr_var,
         expected_max_sharpe=sr0,
-        best_run=best_id,
-        best_sharpe=best.get("sharpe"),
-        best_psr=best.get("psr"),
-        best_dsr=best.get("dsr"),
+        best_run=None if best is None else str(best.name),
+        best_sharpe=top.get("sharpe"),
+        best_psr=top.get("psr"),
+        best_dsr=top.get("dsr"),
         pbo=None if pbo is None else pbo.pbo,
         pbo_blocks=None if pbo is None else pbo.n_blocks,
         pbo_splits=None if pbo is None else pbo.n_splits,
@@ -220,7 +261,17 @@ def sweep_statistics(
     )
     for w in boundary:
         log.warning("best run on the edge of the grid: %s", w)
-    return stats, ranking
+    return stats, deflation
+
+
+def sweep_statistics(
+    plan: SweepPlan, store: ResultsStore, segment: str, ranking: pd.DataFrame
+) -> tuple[OverfitStats, pd.DataFrame]:
+    """The sweep's :class:`OverfitStats` and ``ranking`` (best first) with ``psr`` and
+    ``dsr`` columns."""
+    best = ranking.iloc[0] if len(ranking) else None
+    stats, deflation = overfit_statistics(plan, store, segment, best)
+    return stats, deflation.apply(ranking)
 
 
 def write_statistics(stats: OverfitStats, folder: Path) -> Path:

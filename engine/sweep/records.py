@@ -7,7 +7,6 @@ and lands in the results store as it is.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -43,8 +42,43 @@ class RunRecord:
     def ok(self) -> bool:
         return self.status == STATUS_OK
 
-    def params_json(self) -> str:
-        return json.dumps(self.params, default=str)  # in the order of the sweep axes
+
+class RunIds:
+    """A set of run ids (20 hex digits) in 10 bytes each: sorted arrays of the first 16 digits
+    and of the last 4, searched by bisection. What a resumed sweep skips, handed to every
+    worker: 10 MB for a million runs, where a Python set of strings takes about 100 MB."""
+
+    def __init__(self, hi: np.ndarray | None = None, lo: np.ndarray | None = None):
+        hi = np.zeros(0, np.uint64) if hi is None else np.asarray(hi, np.uint64)
+        lo = np.zeros(0, np.uint16) if lo is None else np.asarray(lo, np.uint16)
+        order = np.lexsort((lo, hi))
+        self._hi, self._lo = hi[order], lo[order]
+
+    @classmethod
+    def from_bytes(cls, blobs: bytes) -> RunIds:
+        """From concatenated 10-byte ids (the store's ``run_id`` column)."""
+        a = np.frombuffer(blobs, dtype=[("hi", ">u8"), ("lo", ">u2")])
+        return cls(a["hi"].astype(np.uint64), a["lo"].astype(np.uint16))
+
+    @classmethod
+    def concat(cls, parts: list[RunIds]) -> RunIds:
+        if not parts:
+            return cls()
+        return cls(np.concatenate([p._hi for p in parts]), np.concatenate([p._lo for p in parts]))
+
+    def __contains__(self, run_id: object) -> bool:
+        if not isinstance(run_id, str) or len(run_id) != 20:
+            return False
+        hi, lo = np.uint64(int(run_id[:16], 16)), np.uint16(int(run_id[16:], 16))
+        a, b = np.searchsorted(self._hi, hi, "left"), np.searchsorted(self._hi, hi, "right")
+        return bool((self._lo[a:b] == lo).any())
+
+    def __len__(self) -> int:
+        return len(self._hi)
+
+    def __iter__(self):
+        for hi, lo in zip(self._hi.tolist(), self._lo.tolist(), strict=True):
+            yield f"{hi:016x}{lo:04x}"
 
 
 def params_of_row(row) -> dict:

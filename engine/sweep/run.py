@@ -26,13 +26,16 @@ from volbacktest.engine.run.provenance import sweep_record
 from volbacktest.engine.run.runner import run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, check_executor, cluster_for, execute
-from .overfit import OverfitStats, sweep_statistics, write_statistics
-from .records import STATUS_OK, MarketCache, calendar_ns, params_of_row
+from .overfit import OverfitStats, overfit_statistics, write_statistics
+from .records import STATUS_FAILED, STATUS_OK, MarketCache, calendar_ns, params_of_row
 from .spec import SweepPlan
 from .store import ResultsStore
 from .walkforward import WalkForwardResult, run_walkforward
 
 log = logging.getLogger(__name__)
+
+RANKING_KEPT = 10_000  # best runs kept in memory (SweepOutcome.ranking); ranking.csv has all
+REPORT_ALL_RUNS = 100_000  # above this many runs the report reads the kept ranking, not all
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class SweepOutcome:
     folder: Path
     store_path: Path
     stats: tuple[ExecuteStats, ...]
-    ranking: pd.DataFrame  # finished runs of the main segment, best first
+    ranking: pd.DataFrame  # finished runs of the main segment, best first (RANKING_KEPT at most)
     top: tuple[BacktestResult, ...]  # event-driven re-runs of the best runs
     drift: pd.DataFrame  # one row per top run
     walkforward: WalkForwardResult | None
@@ -118,6 +121,52 @@ def keep_top_returns(store: ResultsStore, results: list[tuple[str, BacktestResul
     store.commit()
 
 
+def write_ranking(
+    store: ResultsStore,
+    segment: str,
+    rank,
+    deflation,
+    folder: Path,
+    keep: int,
+    ranked_on: str | None = None,
+) -> pd.DataFrame:
+    """Write ``ranking.csv`` (every finished run of ``segment`` with a value for the rank
+    metric, best first, with its PSR and DSR) chunk by chunk, and return its first ``keep``
+    rows: memory is a chunk and the rows kept, whatever the number of runs."""
+    kept: list[pd.DataFrame] = []
+    n_kept = 0
+    with atomic_file(folder / "ranking.csv") as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            for i, chunk in enumerate(store.ranked(segment, rank.metric, rank.maximise)):
+                chunk = deflation.apply(chunk)
+                if ranked_on is not None:
+                    chunk.insert(0, "ranked_on", ranked_on)
+                chunk.to_csv(fh, header=i == 0, float_format="%.10g")
+                if n_kept < keep or not kept:
+                    kept.append(chunk.head(keep - n_kept))
+                    n_kept += len(kept[-1])
+    return pd.concat(kept) if len(kept) > 1 else kept[0]
+
+
+def _report_runs(plan, store, segment, ranking, deflation):
+    """The runs the HTML report reads: every run (with PSR and DSR) up to REPORT_ALL_RUNS;
+    above, the kept ranking and at most RANKING_KEPT failed runs, the parameter views from the
+    metric averaged per cell of the grid in SQLite, and the whole sweep's counts."""
+    n = store.count(segment=segment)
+    if n <= REPORT_ALL_RUNS:
+        return deflation.apply(store.frame(segment)), None, None
+    failed = store.frame(segment, status=STATUS_FAILED, limit=RANKING_KEPT)
+    frame = pd.concat([ranking.drop(columns=["ranked_on"], errors="ignore"), failed])
+    counts = (store.count(STATUS_OK, segment), store.count(STATUS_FAILED, segment))
+    numeric = [
+        k
+        for k, v in plan.axes.items()
+        if all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+    ]
+    longest = sorted(numeric, key=lambda k: len(plan.axes[k]), reverse=True)[:2]
+    return frame, store.grid_means(segment, plan.spec.rank.metric, longest), counts
+
+
 def run_sweep(
     plan: SweepPlan,
     *,
@@ -147,6 +196,7 @@ def run_sweep(
         resume=resume,
         spec=plan.spec.model_dump(mode="json"),
         store_returns=plan.spec.store_returns,
+        runs=plan.spec.search.trials if plan.spec.search is not None else plan.count(),
     )
     try:
         _record_provenance(plan, store, markets, folder)
@@ -159,13 +209,22 @@ def run_sweep(
             else:
                 stats = (execute(plan, store, opts, markets=markets),)
                 segment = ""
-        frame = store.frame(segment)
         rank = plan.spec.rank
-        ranking = rank_frame(frame, rank.metric, rank.maximise)
-        overfitting, ranking = sweep_statistics(plan, store, segment, ranking)
-        write_statistics(overfitting, folder)
-        frame = frame.join(ranking[["psr", "dsr"]], how="left")
         n_top = plan.spec.top if top is None else top
+        (first,) = store.ranked(segment, rank.metric, rank.maximise, limit=1)
+        best = first.iloc[0] if len(first) else None
+        overfitting, deflation = overfit_statistics(plan, store, segment, best)
+        write_statistics(overfitting, folder)
+        ranked_on = None
+        if wf is not None:  # the ranking is the first window's in-sample one: say so
+            w0 = wf.windows.iloc[0]
+            ranked_on = (
+                f"in-sample of walk-forward window {w0['window']} (1 of {len(wf.windows)}, "
+                f"{w0['train_start']:%Y-%m-%d}..{w0['train_end']:%Y-%m-%d})"
+            )
+        ranking = write_ranking(
+            store, segment, rank, deflation, folder, max(n_top, RANKING_KEPT), ranked_on
+        )
         top_results = []
         overrides = wf.windows.iloc[0] if wf is not None else None
         for run_id, row in ranking.head(n_top).iterrows():
@@ -180,24 +239,14 @@ def run_sweep(
             cfg = cfg.with_overrides(name=plan.label_for(values))
             top_results.append((run_id, run_backtest(cfg, market=markets.get(cfg))))
         drift = drift_check(top_results, markets, plan.spec.drift_tolerance)
-        if wf is not None:  # the ranking is the first window's in-sample one: say so
-            first = wf.windows.iloc[0]
-            ranking.insert(
-                0,
-                "ranked_on",
-                f"in-sample of walk-forward window {first['window']} (1 of {len(wf.windows)}, "
-                f"{first['train_start']:%Y-%m-%d}..{first['train_end']:%Y-%m-%d})",
-            )
         if store.store_returns == "top":
             keep_top_returns(store, top_results)
-        # each report file is replaced whole (a failure keeps the previous one)
-        with atomic_file(folder / "ranking.csv") as tmp:
-            ranking.to_csv(tmp, float_format="%.10g")
-        with atomic_file(folder / "drift.csv") as tmp:
+        with atomic_file(folder / "drift.csv") as tmp:  # replaced whole, as ranking.csv
             drift.to_csv(tmp, index=False, float_format="%.6g")
         report_path = None
         if report:
             with atomic_dir(folder / "report", overwrite=True) as tmp:
+                frame, grid, counts = _report_runs(plan, store, segment, ranking, deflation)
                 page = write_sweep_report(
                     plan,
                     frame,
@@ -207,6 +256,8 @@ def run_sweep(
                     walkforward=wf,
                     tearsheets=tearsheets,
                     overfitting=overfitting,
+                    grid=grid,
+                    counts=counts,
                 )
             report_path = folder / "report" / page.relative_to(tmp)
     finally:

@@ -38,7 +38,7 @@ from volbacktest.engine.run.runner import run_backtest
 
 from .execute import ExecuteStats, ExecutorOptions, execute
 from .metrics import METRIC_NAMES, SUMMARY_METRICS
-from .records import STATUS_OK, MarketCache, params_of_row
+from .records import MarketCache, params_of_row
 from .spec import SplitSpec, SweepPlan
 from .store import ResultsStore
 
@@ -124,15 +124,13 @@ class WalkForwardResult:
 
 
 def _best(store: ResultsStore, segment: str, metric: str, maximise: bool) -> pd.Series:
-    df = store.frame(segment, status=STATUS_OK)
-    df = df[df[metric].notna()]
+    (df,) = store.ranked(segment, metric, maximise, limit=1)
     if df.empty:
         raise EngineError(
             f"walk-forward window {segment}: no in-sample run finished with a {metric}; see the "
             f"errors in {store.path}"
         )
-    order = df.sort_values([metric, "idx"], ascending=[not maximise, True], kind="stable")
-    return order.iloc[0]
+    return df.iloc[0]
 
 
 def _slice_market(market: Market, start: pd.Timestamp, end: pd.Timestamp) -> Market:
