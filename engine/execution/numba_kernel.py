@@ -254,6 +254,7 @@ def _simulate(weights, fill_px, closes, timing, initial_cash, costs, lot, max_le
         book[:] = 0.0
         book[0] = initial_cash
         flow = 0.0  # the ledger's cumulated cash flow
+        shares[:] = 0.0
         have_last = False
         for t in range(n_bars):
             # -- the decision whose fill bar is t: rebalance when its tuple changed (or daily)
@@ -277,22 +278,24 @@ def _simulate(weights, fill_px, closes, timing, initial_cash, costs, lot, max_le
                         if t <= last_fill_bar:
                             counts[0, run] += 1
                             due = True
-            for j in range(k + 1):
-                cell[j] = 0.0
             if due:
+                for j in range(k + 1):
+                    cell[j] = 0.0
                 for j in range(k):
                     p[j] = fill_px[t, j]
                 rej, log, n_fills = _rebalance(
                     book, w, p, costs, lot, max_lev, scratch, log, n_fills, run, t, cell
                 )
                 counts[1, run] += rej
-            # -- the ledger (vectorised._ledger: np.cumsum of per-bar np.bincount sums)
-            flow = cell[0] if t == 0 else flow + cell[0]
+                # -- the ledger (vectorised._ledger: np.cumsum of per-bar np.bincount sums; a
+                # bar without fills adds +0.0, which changes nothing: the sums are never -0.0)
+                flow = flow + cell[0]
+                for j in range(k):
+                    shares[j] = shares[j] + cell[1 + j]
             c = initial_cash + flow
             e = c
             g = 0.0
             for j in range(k):
-                shares[j] = cell[1 + j] if t == 0 else shares[j] + cell[1 + j]
                 v = shares[j] * closes[t, j]
                 e = e + v
                 g = g + abs(v)
