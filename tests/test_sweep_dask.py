@@ -140,10 +140,11 @@ def test_interrupted_dask_fast_sweep_cancels_its_chunks_and_resumes(
     assert not scheduler.tasks
     assert not [name for name in scheduler.worker_plugins if name.startswith("volbt-")]
     path = tmp_path / plan.name / "sweep.sqlite"
-    with ResultsStore(path) as s:
-        assert s.count() == 19
+    with ResultsStore(path) as s:  # the passes staged whole before the interrupted one
+        stored = s.count()
+    assert 0 < stored < 20
     again = run_sweep(plan, opts=opts, resume=True, report=False)
-    assert (again.stats[0].skipped, again.stats[0].ran) == (19, 80 - 19)
+    assert (again.stats[0].skipped, again.stats[0].ran) == (stored, 80 - stored)
     vec = ExecutorOptions("vectorised", progress=False)
     assert_same_sweep(run_sweep(plan, opts=vec, out=tmp_path / "one", report=False), again)
 

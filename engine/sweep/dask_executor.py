@@ -50,7 +50,7 @@ from .pool import (
     init_worker,
     run_batch,
 )
-from .records import RunRecord
+from .records import RecordOptions, RunRecord
 from .spec import SweepPlan
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,7 @@ def run_dask_fast(
     chunk_size: int,
     scheduler: str,
     preload: list,
+    summary: RecordOptions | None = None,
 ) -> Iterator[RunRecord]:
     """Yield the fast-path records of every combination not in ``done``, chunk by chunk, from
     the Dask cluster at ``scheduler`` (the counterpart of ``fastpool.run_fast_parallel``)."""
@@ -247,7 +248,7 @@ def run_dask_fast(
     client = connect(scheduler)
     tag = uuid.uuid4().hex[:8]
     # done: the store's RunIds (10 bytes a run), shipped once to every worker
-    state = (preload, pickle.dumps(plan), dict(overrides or {}), segment, done)
+    state = (preload, pickle.dumps(plan), dict(overrides or {}), segment, done, summary)
     plugin = _plugin(_install_fast, tag, *state, teardown=functools.partial(_forget_fast, tag))
     source = assignments(plan, overrides)
     chunks = iter(lambda: list(itertools.islice(source, chunk_size)), [])

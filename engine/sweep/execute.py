@@ -19,7 +19,7 @@ from .dask_executor import LOCAL, local_cluster, run_dask, run_dask_fast
 from .fast import run_fast
 from .fastpool import run_fast_parallel
 from .pool import DEFAULT_BATCH, batches, run_local
-from .records import MarketCache, RunRecord
+from .records import MarketCache, RecordOptions, RunRecord
 from .spec import SweepPlan
 from .store import ResultsStore
 
@@ -145,11 +145,14 @@ def _records(
     overrides: Mapping | None,
     segment: str,
     markets: MarketCache,
+    summary: RecordOptions | None = None,
 ) -> Iterator[RunRecord]:
     todo = (c for c in plan.iter_combos(overrides) if c.run_id not in done)
     chunked = opts.scheduler or (opts.workers or 1) > 1
     if opts.kind == "vectorised" and not chunked:
-        return run_fast(todo, chunk_size=opts.chunk_size, markets=markets, segment=segment)
+        return run_fast(
+            todo, chunk_size=opts.chunk_size, markets=markets, segment=segment, summary=summary
+        )
     market = markets.get(plan.config_for({}, overrides)[1])  # prepared once, sent to workers
     preload = [(plan.resolved_for({}, overrides), pickle.dumps(market))]
     if opts.kind == "vectorised":  # chunks of (index, values); configs built by the workers
@@ -159,6 +162,7 @@ def _records(
             done=done,
             chunk_size=opts.chunk_size,
             preload=preload,
+            summary=summary,
         )
         if opts.scheduler:
             return run_dask_fast(plan, scheduler=opts.scheduler, **chunks)
@@ -226,17 +230,23 @@ def execute(
     t0 = time.perf_counter()
     last_commit = t0
     batch = opts.chunk_size if opts.kind == "vectorised" else 1
-    records = _records(plan, opts, done, overrides, segment, markets)
+    # runs summarised where they finish: records carry moments, not daily returns
+    records = _records(plan, opts, done, overrides, segment, markets, store.record_options())
+    passed: list[RunRecord] = []  # a fast-path pass's records, staged when its last arrives
     try:
         for rec in records:
-            store.add(rec)
+            passed.append(rec)
             ran += 1
             failed += not rec.ok
+            bar.update(failed)
+            if not rec.pass_end:  # its unit sum comes with the last: commit passes whole
+                continue
+            store.add_pass(passed)
+            passed.clear()
             now = time.perf_counter()
             if store.uncommitted >= batch or now - last_commit > COMMIT_EVERY_S:
                 store.commit()
                 last_commit = now
-            bar.update(failed)
     finally:
         getattr(records, "close", lambda: None)()  # cancels work in flight (Ctrl-C, an error)
         store.commit()

@@ -15,14 +15,23 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from volbacktest.engine.calculators.overfitting import unit_deviations
 from volbacktest.engine.calculators.rolling import shared_windows
 from volbacktest.engine.execution.eventdriven import run_key
 from volbacktest.engine.execution.instruments import refuse_fast_path
 from volbacktest.engine.execution.vectorised import MarketArrays, simulate
 
 from .metrics import grid_metrics, metric_rows
-from .records import STATUS_FAILED, STATUS_OK, MarketCache, RunRecord, calendar_ns
+from .records import (
+    STATUS_FAILED,
+    STATUS_OK,
+    MarketCache,
+    RecordOptions,
+    RunRecord,
+    calendar_ns,
+)
 from .spec import Combo
+from .store import run_moments
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +53,11 @@ def _failed(combo: Combo, exc: BaseException, elapsed: float = 0.0, segment: str
 
 
 def _run_group(
-    combos: list[Combo], markets: MarketCache, segment: str, arrays_by_key: dict
+    combos: list[Combo],
+    markets: MarketCache,
+    segment: str,
+    arrays_by_key: dict,
+    summary: RecordOptions | None = None,
 ) -> Iterator[RunRecord]:
     t0 = time.perf_counter()
     cfg0 = combos[0].config
@@ -80,24 +93,44 @@ def _run_group(
     del weights
     rows = metric_rows(grid_metrics(sim))
     cal = calendar_ns(arrays.calendar)
+    moments, unit_sum = _summaries(sim.returns, summary)
     each = (time.perf_counter() - t0) / len(combos)
     for j, c in enumerate(good):
         detail = ""
         if sim.rejected[j]:
             detail = f"{int(sim.rejected[j])} opening orders rejected for lack of cash"
+        keep = summary is None or summary.keep_returns
+        last = j == len(good) - 1  # carries the pass's unit sum: stored with the whole pass
         yield RunRecord(
             run_id=c.run_id,
             index=c.index,
             params=c.params,
             status=STATUS_OK,
             metrics=rows[j],
-            returns=np.ascontiguousarray(sim.returns[:, j]),
-            calendar=cal,
+            returns=np.ascontiguousarray(sim.returns[:, j]) if keep else None,
+            calendar=cal if keep else None,
             detail=detail,
             executor=EXECUTOR,
             elapsed_s=each,
             segment=segment,
+            n_obs=None if summary is None else len(cal),
+            moments=None if summary is None else moments[j],
+            unit_sum=unit_sum[1] if last and unit_sum is not None else None,
+            unit_runs=unit_sum[0] if last and unit_sum is not None else 0,
+            pass_end=last or summary is None,
         )
+
+
+def _summaries(returns: np.ndarray, summary: RecordOptions | None):
+    """Each run's moments row and the pass's (count, sum) of unit deviations over the runs
+    that have one (what the store would compute from each run's returns)."""
+    if summary is None:
+        return None, None
+    moments = [run_moments(returns[:, j], summary.blocks) for j in range(returns.shape[1])]
+    kept = [j for j, m in enumerate(moments) if m is not None]
+    if not kept:
+        return moments, None
+    return moments, (len(kept), unit_deviations(returns[:, kept]).sum(axis=1))
 
 
 def run_fast(
@@ -106,8 +139,10 @@ def run_fast(
     chunk_size: int = 256,
     markets: MarketCache | None = None,
     segment: str = "",
+    summary: RecordOptions | None = None,
 ) -> Iterator[RunRecord]:
-    """Yield one :class:`RunRecord` per combination, chunk by chunk."""
+    """Yield one :class:`RunRecord` per combination, chunk by chunk (``summary``: records
+    carry the store's summaries instead of their returns, see :class:`RecordOptions`)."""
     markets = markets or MarketCache()
     arrays_by_key: dict = {}  # decision inputs and prices per market, computed once
     groups: dict[str, list[Combo]] = {}
@@ -117,7 +152,7 @@ def run_fast(
         pending += 1
         if pending >= chunk_size:
             for key in list(groups):
-                yield from _run_group(groups.pop(key), markets, segment, arrays_by_key)
+                yield from _run_group(groups.pop(key), markets, segment, arrays_by_key, summary)
             pending = 0
     for key in list(groups):
-        yield from _run_group(groups.pop(key), markets, segment, arrays_by_key)
+        yield from _run_group(groups.pop(key), markets, segment, arrays_by_key, summary)

@@ -31,13 +31,15 @@ from volbacktest.engine.errors import EngineError
 from .fast import run_fast
 from .pool import _MARKETS as WORKER_MARKETS
 from .pool import IN_FLIGHT_PER_WORKER, _safe_start_method, default_start_method, init_worker
-from .records import RunRecord
+from .records import RecordOptions, RunRecord
 from .spec import Combo, SweepPlan
 
 _STATE: dict = {}  # a worker's plan, overrides, segment and the ids already stored
 
 
-def fast_state(preload: list, plan_blob: bytes, overrides, segment: str, done) -> dict:
+def fast_state(
+    preload: list, plan_blob: bytes, overrides, segment: str, done, summary=None
+) -> dict:
     """What a worker holds for one chunked sweep (its markets go to the worker's cache)."""
     init_worker(preload)
     return dict(
@@ -45,11 +47,14 @@ def fast_state(preload: list, plan_blob: bytes, overrides, segment: str, done) -
         overrides=overrides,
         segment=segment,
         done=done,  # a RunIds (10 bytes a run) or any container of run ids
+        summary=summary,  # RecordOptions: runs summarised here, not their returns sent back
     )
 
 
-def init_fast_worker(preload: list, plan_blob: bytes, overrides, segment: str, done) -> None:
-    _STATE.update(fast_state(preload, plan_blob, overrides, segment, done))
+def init_fast_worker(
+    preload: list, plan_blob: bytes, overrides, segment: str, done, summary=None
+) -> None:
+    _STATE.update(fast_state(preload, plan_blob, overrides, segment, done, summary))
 
 
 def run_fast_chunk(items: list[tuple[int, dict]], state: dict | None = None) -> list[RunRecord]:
@@ -65,7 +70,11 @@ def run_fast_chunk(items: list[tuple[int, dict]], state: dict | None = None) -> 
             combos.append(Combo(index, rid, dict(values), cfg))
     return list(
         run_fast(
-            combos, chunk_size=len(items) or 1, markets=WORKER_MARKETS, segment=state["segment"]
+            combos,
+            chunk_size=len(items) or 1,
+            markets=WORKER_MARKETS,
+            segment=state["segment"],
+            summary=state.get("summary"),
         )
     )
 
@@ -92,6 +101,7 @@ def run_fast_parallel(
     chunk_size: int,
     preload: list,
     start_method: str | None = None,
+    summary: RecordOptions | None = None,
 ) -> Iterator[RunRecord]:
     """Yield the records of every combination not in ``done``, chunk by chunk."""
     method = _safe_start_method(start_method or default_start_method())
@@ -101,7 +111,7 @@ def run_fast_parallel(
         max_workers=workers,
         mp_context=ctx,
         initializer=init_fast_worker,
-        initargs=(preload, blob, dict(overrides or {}), segment, done),
+        initargs=(preload, blob, dict(overrides or {}), segment, done, summary),
     )
     source = assignments(plan, overrides)
     in_flight = set()

@@ -37,10 +37,31 @@ class RunRecord:
     executor: str = ""
     elapsed_s: float = 0.0
     segment: str = ""  # walk-forward window label, "" for a plain sweep
+    # what the store keeps of ``returns``, computed where the run finished (RecordOptions):
+    n_obs: int | None = None  # returns summarised (None: the store summarises ``returns``)
+    moments: bytes | None = None  # the store's moments row (``store.run_moments``), or None
+    unit_sum: np.ndarray | None = None  # Σ unit deviations of ``unit_runs`` runs of a pass,
+    unit_runs: int = 0  # carried by the pass's last record (the mean correlation adds them)
+    pass_end: bool = True  # False: more records of this pass follow (store them together)
 
     @property
     def ok(self) -> bool:
         return self.status == STATUS_OK
+
+    @property
+    def summarised(self) -> bool:
+        return self.n_obs is not None or self.unit_runs > 0
+
+
+@dataclass(frozen=True)
+class RecordOptions:
+    """How runs are summarised where they finish (a worker, or the sweep's own process), so
+    that a record carries a few hundred bytes instead of its daily returns: the moments row of
+    ``blocks`` blocks and one sum of unit deviations per pass. ``keep_returns``: the returns are
+    sent too (``store_returns: all``)."""
+
+    blocks: int
+    keep_returns: bool = False
 
 
 class RunIds:

@@ -71,7 +71,7 @@ from volbacktest.engine.errors import ConfigError, require_extra
 from volbacktest.engine.run.outputs import atomic_file
 
 from .metrics import METRIC_NAMES
-from .records import STATUS_FAILED, STATUS_OK, RunIds, RunRecord
+from .records import STATUS_FAILED, STATUS_OK, RecordOptions, RunIds, RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,19 @@ _INSERT = (
 
 def _moments_dtype(blocks: int) -> np.dtype:
     return np.dtype([("totals", "<f8", (4,)), ("blocks", "<f4", (2 * blocks,))])
+
+
+def run_moments(returns: np.ndarray, blocks: int) -> bytes | None:
+    """One run's ``moments`` row (float64 totals, float32 block sums) from its daily returns;
+    None when there are fewer returns than blocks or a non-finite one."""
+    r = np.asarray(returns, dtype=np.float64)
+    if len(r) < blocks or not np.isfinite(r).all():
+        return None
+    sums = block_sums(r, blocks)
+    row = np.zeros((), _moments_dtype(blocks))
+    row["totals"] = series_totals(sums, blocks)[:, 0]
+    row["blocks"] = sums[: 2 * blocks]
+    return row.tobytes()
 
 
 def _stored_schema(path: Path) -> str | None:
@@ -314,6 +327,21 @@ class ResultsStore:
             values = params
         return json.dumps(values, default=str, separators=(",", ":"))
 
+    def add_pass(self, records: list[RunRecord]) -> None:
+        """Stage the records of one fast-path pass together, all or none (its unit sum comes
+        with its last record: a pass cut by an error or Ctrl-C leaves nothing staged, and its
+        runs are run again on resume)."""
+        rows, pending = len(self._rows), len(self._pending)
+        saved = {k: [v[0], v[1], v[2].copy()] for k, v in self._accum.items()}
+        try:
+            for rec in records:
+                self.add(rec)
+        except BaseException:
+            del self._rows[rows:]
+            del self._pending[pending:]
+            self._accum = saved
+            raise
+
     def add(self, rec: RunRecord) -> None:
         """Stage one run (call :meth:`commit` to make it durable)."""
         n_obs, moments = self._moments(rec)
@@ -337,24 +365,32 @@ class ResultsStore:
         if self.store_returns == "all" and rec.ok and rec.returns is not None:
             self.put_returns(rec.run_id, rec.returns, rec.calendar)
 
+    def record_options(self) -> RecordOptions:
+        """How executors summarise runs for this store (see :class:`RecordOptions`)."""
+        return RecordOptions(self.blocks, keep_returns=self.store_returns == "all")
+
     def _moments(self, rec: RunRecord) -> tuple[int | None, bytes | None]:
+        if rec.summarised:  # summarised where the run finished (RecordOptions)
+            if rec.unit_sum is not None:
+                self._add_units(rec, rec.unit_runs, rec.unit_sum)
+            return (rec.n_obs, rec.moments) if rec.moments is not None else (None, None)
         r = None if rec.returns is None else np.asarray(rec.returns, dtype=np.float64)
-        if not rec.ok or r is None or len(r) < self.blocks or not np.isfinite(r).all():
+        row = None if not rec.ok or r is None else run_moments(r, self.blocks)
+        if row is None:
             return None, None
-        sums = block_sums(r, self.blocks)
-        row = np.zeros((), self._dtype)
-        row["totals"] = series_totals(sums, self.blocks)[:, 0]
-        row["blocks"] = sums[: 2 * self.blocks]
+        self._add_units(rec, 1, unit_deviations(r))
+        return len(r), row
+
+    def _add_units(self, rec: RunRecord, runs: int, units: np.ndarray) -> None:
         acc = self._accum.get(rec.segment)
         if acc is None:
-            acc = self._load_accum(rec.segment, len(r))
+            acc = self._load_accum(rec.segment, len(units))
             self._accum[rec.segment] = acc
-        if acc[1] != len(r):  # runs of a segment share one calendar; anything else is skipped
-            log.debug("run %s has %d returns, its segment %d", rec.run_id, len(r), acc[1])
+        if acc[1] != len(units):  # runs of a segment share one calendar; anything else skipped
+            log.debug("run %s has %d returns, its segment %d", rec.run_id, len(units), acc[1])
         else:
-            acc[0] += 1
-            acc[2] += unit_deviations(r)
-        return len(r), row.tobytes()
+            acc[0] += runs
+            acc[2] += units
 
     def _load_accum(self, segment: str, n_obs: int) -> list:
         row = self._con.execute(
