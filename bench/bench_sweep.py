@@ -379,11 +379,9 @@ def _tree_sample(pid: int, cpu: dict) -> tuple[float, float, list[float]]:
     return pss / 1e6, rss / 1e6, each
 
 
-def run_child(kind: str, args, extra: list[str]) -> dict:
-    """Run one measurement in a child process; sample its process tree's memory."""
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
-        out = fh.name
-    cmd = [sys.executable, __file__, "--child", kind, "--json", out, *extra]
+def watch_tree(cmd: list[str]) -> tuple[int, dict, dict[int, float]]:
+    """Run ``cmd`` and sample its process tree every 50 ms: its exit status, the peaks (summed
+    PSS and RSS in MB, each process's PSS at the PSS peak) and each process's CPU seconds."""
     proc = subprocess.Popen(cmd)
     peak = {"pss": 0.0, "rss": 0.0, "each": []}
     cpu: dict[int, float] = {}
@@ -402,6 +400,14 @@ def run_child(kind: str, args, extra: list[str]) -> dict:
     code = proc.wait()
     stop.set()
     th.join()
+    return code, peak, cpu
+
+
+def run_child(kind: str, args, extra: list[str]) -> dict:
+    """Run one measurement in a child process; sample its process tree's memory."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        out = fh.name
+    code, peak, cpu = watch_tree([sys.executable, __file__, "--child", kind, "--json", out, *extra])
     if code != 0:
         raise SystemExit(f"child {kind} failed with exit status {code}")
     result = json.loads(Path(out).read_text())

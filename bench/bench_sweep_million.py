@@ -28,11 +28,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from bench_sweep import _tree_sample, bench_start_date, sweep_mapping
+from bench_sweep import bench_start_date, sweep_mapping, watch_tree
 
 BANDS = 100
 MAX_WINDOWS = 200
@@ -94,23 +93,7 @@ def run_child(args, runs: int) -> dict:
         cmd = [sys.executable, __file__, "--child", "--json", str(out), "--out", tmp]
         cmd += ["--runs", str(runs), "--workers", str(args.workers), "--start", args.start]
         cmd += ["--chunk-size", str(args.chunk_size)] + ([] if args.report else ["--no-report"])
-        proc = subprocess.Popen(cmd)
-        peak = {"pss": 0.0, "rss": 0.0}
-        cpu: dict[int, float] = {}
-        stop = threading.Event()
-
-        def sample():
-            while not stop.is_set():
-                pss, rss, _ = _tree_sample(proc.pid, cpu)
-                peak["pss"] = max(peak["pss"], pss)
-                peak["rss"] = max(peak["rss"], rss)
-                time.sleep(0.05)
-
-        th = threading.Thread(target=sample, daemon=True)
-        th.start()
-        code = proc.wait()
-        stop.set()
-        th.join()
+        code, peak, _ = watch_tree(cmd)
         if code != 0:
             raise SystemExit(f"the {runs}-run sweep failed with exit status {code}")
         result = json.loads(out.read_text())
@@ -118,7 +101,9 @@ def run_child(args, runs: int) -> dict:
 
 
 def kernel() -> str:
-    """Which commit and simulation kernel measured (numba when the lead's kernel uses it)."""
+    """Which commit and which fast-path simulation (``vectorised.kernel_for``) measured."""
+    from volbacktest.engine.execution.vectorised import kernel_for
+
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -129,13 +114,7 @@ def kernel() -> str:
         ).stdout.strip()[:72]
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown commit"
-    try:
-        import numba  # noqa: F401
-
-        jit = "numba installed"
-    except ImportError:
-        jit = "numba not installed (numpy kernel)"
-    return f"{commit}; {jit}"
+    return f"{commit}; {kernel_for(2)} kernel"
 
 
 def main() -> None:
