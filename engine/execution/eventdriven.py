@@ -24,7 +24,7 @@ from volbacktest.engine.execution.bt import (
     PercentPerShareCommission,
     SignalFeed,
 )
-from volbacktest.engine.execution.metrics import equity_returns, performance_metrics
+from volbacktest.engine.execution.metrics import equity_returns, performance_metrics, run_labels
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.chainseries import is_chain_input, load_chain, parse_input
 from volbacktest.engine.inputs.config import BacktestConfig, ExecutionConfig
@@ -174,11 +174,7 @@ def collect(cfg: BacktestConfig, market: Market, strat) -> BacktestResult:
         )
     metrics.update(
         {
-            "strategy": cfg.strategy.name,
-            "rule": plan.describe(),
-            "fill": cfg.execution.fill_label(),
-            "look_ahead": cfg.execution.look_ahead,
-            "data_source": market.source,
+            **run_labels(cfg, market.source, rule=plan.describe()),
             "rebalances": strat.decisions,
             **warm_metrics,
         }

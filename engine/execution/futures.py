@@ -62,6 +62,7 @@ from volbacktest.engine.execution.metrics import (
     equity_returns,
     finite_or_none,
     performance_metrics,
+    run_labels,
 )
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.config import BacktestConfig
@@ -443,11 +444,11 @@ def _result(cfg, market, weights, roles, rows, held_rows, acct) -> BacktestResul
     metrics = performance_metrics(returns, positions, scaled, equity)
     metrics.update(
         {
-            "strategy": cfg.strategy.name,
-            "rule": cfg.plan.describe(),
-            "fill": cfg.execution.fill_label() + " (at the daily settlement price)",
-            "look_ahead": cfg.execution.look_ahead,
-            "data_source": market.source,
+            **run_labels(
+                cfg,
+                market.source,
+                fill=cfg.execution.fill_label() + " (at the daily settlement price)",
+            ),
             "instrument": "VIX futures contracts",
             "contracts": fut.contracts,
             "multiplier": fut.multiplier,

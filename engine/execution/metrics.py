@@ -81,6 +81,19 @@ def performance_metrics(
     return out
 
 
+def run_labels(cfg, data_source: str, *, fill: str | None = None, rule: str | None = None):
+    """What every run's metrics say about how it ran (each executor adds its own after):
+    strategy, rule (``cfg.plan.describe()``), fill (``cfg.execution.fill_label()``), the
+    look-ahead flag and the data source."""
+    return {
+        "strategy": cfg.strategy.name,
+        "rule": rule or cfg.plan.describe(),
+        "fill": fill or cfg.execution.fill_label(),
+        "look_ahead": cfg.execution.look_ahead,
+        "data_source": data_source,
+    }
+
+
 def rolling_sharpe(returns: pd.Series, window: int = 126) -> pd.Series:
     """Annualised Sharpe ratio over a trailing window of daily returns (rf = 0)."""
     mean = returns.rolling(window).mean()

@@ -66,6 +66,7 @@ from volbacktest.engine.execution.metrics import (
     equity_returns,
     finite_or_none,
     performance_metrics,
+    run_labels,
 )
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.inputs.chainseries import chain_dataset, load_chain
@@ -533,16 +534,16 @@ def _result(cfg, market: OptionsMarket, weights, rows, st: _State) -> BacktestRe
     warm_metrics, warm_note = warmup_summary(market, weights)
     metrics.update(
         {
-            "strategy": cfg.strategy.name,
-            "rule": cfg.plan.describe(),
-            "fill": (
-                f"{opt.fill.price} (fills used: {', '.join(x for x in labels if x) or 'none'}; "
-                f"close fills {opt.fill.slippage:g} slippage), decided "
-                f"{cfg.execution.fill_label()}"
+            **run_labels(
+                cfg,
+                market.source,
+                fill=(
+                    f"{opt.fill.price} (fills used: "
+                    f"{', '.join(x for x in labels if x) or 'none'}; close fills "
+                    f"{opt.fill.slippage:g} slippage), decided {cfg.execution.fill_label()}"
+                ),
             ),
             "marks": market.mark_source,
-            "look_ahead": cfg.execution.look_ahead,
-            "data_source": market.source,
             "instrument": f"{opt.chain} options ({opt.settlement} settlement)",
             "multiplier": market.multiplier,
             "contracts": opt.contracts,

@@ -30,14 +30,16 @@ the closes. The conformance tests (``tests/test_sweep_conformance.py``) hold thi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from volbacktest.engine.errors import ConfigError, require_extra
 from volbacktest.engine.execution.instruments import refuse_fast_path
-from volbacktest.engine.execution.metrics import performance_metrics
+from volbacktest.engine.execution.metrics import performance_metrics, run_labels
 from volbacktest.engine.execution.result import BacktestResult
 from volbacktest.engine.execution.sizing import CostModel, order_legs, order_sizes
 from volbacktest.engine.inputs.config import BacktestConfig, ExecutionConfig
@@ -338,10 +340,6 @@ def kernel_for(n_assets: int, requested: str | None = None) -> str:
     numba is installed and the run trades fewer than 8 assets) or ``numpy`` (the reference,
     this module). ``requested`` (or the ``VOLBT_KERNEL`` environment variable) forces one;
     asking for ``numba`` without it installed names the extra."""
-    import os
-
-    from volbacktest.engine.errors import ConfigError, require_extra
-
     choice = requested or os.environ.get(KERNEL_ENV) or "auto"
     if choice not in KERNELS:
         raise ConfigError(f"{KERNEL_ENV}={choice!r}: the fast-path kernel is one of {KERNELS}")
@@ -532,11 +530,7 @@ def result_from_weights(
         )
     metrics.update(
         {
-            "strategy": cfg.strategy.name,
-            "rule": rule or plan.describe(),
-            "fill": cfg.execution.fill_label(),
-            "look_ahead": cfg.execution.look_ahead,
-            "data_source": market.source,
+            **run_labels(cfg, market.source, rule=rule or plan.describe()),
             "rebalances": int(sim.rebalances[0]),
             **warm_metrics,
         }
