@@ -342,12 +342,21 @@ class BacktestConfig(_Model):
         """A copy with dotted-path overrides, e.g. ``{"strategy.params.window": 20}``; validated."""
         raw = self.resolved()
         for dotted, value in updates.items():
-            node = raw
-            keys = dotted.split(".")
-            for k in keys[:-1]:
-                node = node.setdefault(k, {})
-            node[keys[-1]] = value
+            set_path(raw, dotted, value)
         return config_from_mapping(raw, source=self.source_file, strategy=self.user_strategy)
+
+
+def set_path(raw: dict, dotted: str, value) -> None:
+    """Set ``raw[a][b]...[z] = value``, copying each mapping on the way (``raw`` itself is
+    changed in place), so mappings ``raw`` shares with another config are never changed."""
+    node = raw
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if isinstance(child, Mapping):
+            child = node[k] = dict(child)
+        node = child
+    node[keys[-1]] = value
 
 
 def _strategy_spec(sc: StrategyConfig, user: StrategySpec | None = None) -> StrategySpec:

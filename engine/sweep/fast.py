@@ -93,44 +93,48 @@ def _run_group(
     del weights
     rows = metric_rows(grid_metrics(sim))
     cal = calendar_ns(arrays.calendar)
-    moments, unit_sum = _summaries(sim.returns, summary)
+    stored = _store_fields(sim.returns, cal, summary)
     each = (time.perf_counter() - t0) / len(combos)
     for j, c in enumerate(good):
         detail = ""
         if sim.rejected[j]:
             detail = f"{int(sim.rejected[j])} opening orders rejected for lack of cash"
-        keep = summary is None or summary.keep_returns
-        last = j == len(good) - 1  # carries the pass's unit sum: stored with the whole pass
         yield RunRecord(
             run_id=c.run_id,
             index=c.index,
             params=c.params,
             status=STATUS_OK,
             metrics=rows[j],
-            returns=np.ascontiguousarray(sim.returns[:, j]) if keep else None,
-            calendar=cal if keep else None,
             detail=detail,
             executor=EXECUTOR,
             elapsed_s=each,
             segment=segment,
-            n_obs=None if summary is None else len(cal),
-            moments=None if summary is None else moments[j],
-            unit_sum=unit_sum[1] if last and unit_sum is not None else None,
-            unit_runs=unit_sum[0] if last and unit_sum is not None else 0,
-            pass_end=last or summary is None,
+            **stored[j],
         )
 
 
-def _summaries(returns: np.ndarray, summary: RecordOptions | None):
-    """Each run's moments row and the pass's (count, sum) of unit deviations over the runs
-    that have one (what the store would compute from each run's returns)."""
-    if summary is None:
-        return None, None
-    moments = [run_moments(returns[:, j], summary.blocks) for j in range(returns.shape[1])]
-    kept = [j for j, m in enumerate(moments) if m is not None]
-    if not kept:
-        return moments, None
-    return moments, (len(kept), unit_deviations(returns[:, kept]).sum(axis=1))
+def _store_fields(returns: np.ndarray, cal: np.ndarray, summary: RecordOptions | None):
+    """Per run, the record fields the store reads: its daily returns (no ``summary``, or
+    ``keep_returns``), else its moments row, and on the pass's last record the (count, sum) of
+    unit deviations of the runs that have moments (what the store would compute from each
+    run's returns)."""
+    n = returns.shape[1]
+    out = []
+    for j in range(n):
+        f = {}
+        if summary is None or summary.keep_returns:
+            f.update(returns=np.ascontiguousarray(returns[:, j]), calendar=cal)
+        if summary is not None:
+            f.update(
+                n_obs=len(cal),
+                moments=run_moments(returns[:, j], summary.blocks),
+                pass_end=j == n - 1,  # the last carries the unit sum: the pass is stored whole
+            )
+        out.append(f)
+    kept = [j for j, f in enumerate(out) if f.get("moments") is not None]
+    if kept:
+        out[-1].update(unit_runs=len(kept), unit_sum=unit_deviations(returns[:, kept]).sum(axis=1))
+    return out
 
 
 def run_fast(

@@ -50,7 +50,8 @@ class RunRecord:
 
     @property
     def summarised(self) -> bool:
-        return self.n_obs is not None or self.unit_runs > 0
+        """The run was summarised where it finished (the store reads no ``returns``)."""
+        return self.n_obs is not None
 
 
 @dataclass(frozen=True)

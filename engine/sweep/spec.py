@@ -50,6 +50,7 @@ from volbacktest.engine.inputs.config import (
     _raise_validation,
     config_from_mapping,
     read_yaml,
+    set_path,
 )
 from volbacktest.engine.run.provenance import config_hash
 from volbacktest.strategies.base import StrategySpec
@@ -300,19 +301,6 @@ def _get_path(raw: Mapping, dotted: str):
     return node
 
 
-def _set_path(raw: dict, dotted: str, value) -> None:
-    """Set ``raw[a][b]...[z] = value``, copying each mapping on the way (``raw`` itself is
-    changed in place), so mappings ``raw`` shares with another config are never changed."""
-    node = raw
-    keys = dotted.split(".")
-    for k in keys[:-1]:
-        child = node.setdefault(k, {})
-        if isinstance(child, Mapping):
-            child = node[k] = dict(child)
-        node = child
-    node[keys[-1]] = value
-
-
 def run_id_of(resolved: Mapping) -> str:
     """Hash of a resolved config (``name`` and ``report`` excluded: they do not change results)."""
     body = {k: v for k, v in resolved.items() if k not in ("name", "report")}
@@ -416,7 +404,7 @@ class SweepPlan:
         deep copy per combination cost as much as simulating it on the fast path)."""
         raw = dict(self._base_resolved)
         for k, v in {**(overrides or {}), **values}.items():
-            _set_path(raw, param_path(k), v)
+            set_path(raw, param_path(k), v)
         return raw
 
     def config_for(
